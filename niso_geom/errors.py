@@ -1,0 +1,23 @@
+"""Exceptions raised by niso_geom. Each names the offending file, index or value."""
+
+from __future__ import annotations
+
+
+class NisoGeomError(Exception):
+    """Base class of every error raised on purpose by niso_geom."""
+
+
+class MeshError(NisoGeomError, ValueError):
+    """A triangle mesh is malformed (NaN coordinates, bad face index, non-manifold edge, ...)."""
+
+
+class EigenSolveError(NisoGeomError, RuntimeError):
+    """Every eigensolver strategy failed; the message carries diagnostics."""
+
+
+class DataError(NisoGeomError, FileNotFoundError):
+    """Shared data is missing or does not match its checksum."""
+
+
+class NoAnalyticBasisError(NisoGeomError, NotImplementedError):
+    """The domain has no closed-form eigenbasis (e.g. a general triangle mesh)."""

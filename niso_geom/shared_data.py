@@ -1,0 +1,101 @@
+"""Locate and verify the real data the project uses (meshes, SHREC'11, MNIST).
+
+The data root is, in order: an explicit ``root`` argument (the CLI's ``--data-root``),
+the ``NISO_GEOM_DATA`` environment variable, then ``../shared/data`` beside the
+checkout (or beside the current directory). Every file is checked against the
+root's ``SHA256SUMS`` before use; a missing or corrupt file raises
+:class:`~niso_geom.errors.DataError` saying where it looked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from niso_geom.errors import DataError
+
+ENV_VAR = "NISO_GEOM_DATA"
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _candidates(root: str | os.PathLike | None) -> list[tuple[str, Path]]:
+    if root is not None:
+        return [("--data-root", Path(root))]
+    out: list[tuple[str, Path]] = []
+    if os.environ.get(ENV_VAR):
+        return [(f"${ENV_VAR}", Path(os.environ[ENV_VAR]))]
+    out.append(("../shared/data beside the checkout", _CHECKOUT.parent / "shared" / "data"))
+    out.append(("../shared/data beside the working directory", Path.cwd().parent / "shared" / "data"))
+    return out
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Return the data root directory (see module docstring for the search order)."""
+    tried = []
+    for how, path in _candidates(root):
+        if path.is_dir():
+            return path.resolve()
+        tried.append(f"{how}: {path}")
+    raise DataError(
+        "shared data not found; looked in " + "; ".join(tried)
+        + f". Pass --data-root or set {ENV_VAR} to the folder holding SHA256SUMS."
+    )
+
+
+@lru_cache(maxsize=8)
+def _checksums(sums_file: Path, mtime: float) -> dict[str, str]:
+    table = {}
+    for line in sums_file.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            table[name.strip().lstrip("*")] = digest.lower()
+    return table
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: Path, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_file(relpath: str, root: str | os.PathLike | None = None, *, verify: bool = True) -> Path:
+    """Path of ``relpath`` under the data root, verified against ``SHA256SUMS``.
+
+    Raises :class:`DataError` if the file is missing, not listed, or its checksum differs.
+    """
+    base = data_root(root)
+    path = base / relpath
+    if not path.is_file():
+        raise DataError(f"{relpath} not found under the data root {base} (looked for {path})")
+    if verify:
+        sums = base / "SHA256SUMS"
+        if not sums.is_file():
+            raise DataError(f"{sums} is missing: cannot verify {relpath}")
+        table = _checksums(sums, sums.stat().st_mtime)
+        key = Path(relpath).as_posix()
+        if key not in table:
+            raise DataError(f"{relpath} is not listed in {sums}")
+        st = path.stat()
+        got = _sha256(path, st.st_size, st.st_mtime)
+        if got != table[key]:
+            raise DataError(
+                f"checksum mismatch for {path}: sha256 {got}, expected {table[key]} (from {sums});"
+                " the file is corrupt or was replaced"
+            )
+    return path
+
+
+def mesh_path(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Path of a mesh in ``meshes/`` by stem (``"spot"``) or file name (``"spot.obj"``)."""
+    base = data_root(root) / "meshes"
+    if "." not in name:
+        hits = sorted(base.glob(name + ".*"))
+        if not hits:
+            raise DataError(f"no mesh named {name!r} in {base}")
+        name = hits[0].name
+    return data_file(f"meshes/{name}", root)
