@@ -1,0 +1,104 @@
+"""Shared CLI helpers: domain arguments, tables, output folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GRID_ALIASES = {
+    "equiangular": "equiangular", "ea": "equiangular",
+    "centred": "equiangular-centred", "equiangular-centred": "equiangular-centred",
+    "dh": "driscoll-healy", "driscoll-healy": "driscoll-healy",
+    "gl": "gauss-legendre", "gauss-legendre": "gauss-legendre",
+    "healpix": "healpix",
+}
+
+
+def add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None,
+                   help="folder holding the shared data and SHA256SUMS (default: $NISO_GEOM_DATA, then ../shared/data)")
+
+
+def add_domain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("domain", help="torus | sphere | icosphere | a mesh file (OBJ/OFF/PLY) | a mesh name in the data root (e.g. spot)")
+    p.add_argument("--size", default="16x16", help="torus grid HxW (default 16x16)")
+    p.add_argument("--stencil", default="9pt", choices=["5pt", "9pt"], help="torus stencil (default 9pt, the paper's)")
+    p.add_argument("--grid", default="dh", choices=sorted(GRID_ALIASES), help="sphere grid kind (default dh)")
+    p.add_argument("--res", type=int, default=None,
+                   help="sphere resolution: nlat (equiangular, gl, centred), bandwidth B (dh), nside (healpix); icosphere level")
+    add_data_root(p)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise SystemExit(f"niso: error: --size must look like 16x16, got {text!r}") from exc
+    return h, w
+
+
+def build_domain(args: argparse.Namespace):
+    from niso_geom import SphereGrid, TorusGrid, TriMesh
+
+    spec = args.domain
+    if spec == "torus":
+        h, w = parse_size(args.size)
+        return TorusGrid(h, w, stencil=args.stencil)
+    if spec == "sphere":
+        grid = GRID_ALIASES[args.grid]
+        if grid == "driscoll-healy":
+            return SphereGrid.driscoll_healy(args.res or 8)
+        if grid == "healpix":
+            return SphereGrid.healpix(args.res or 8)
+        if grid == "gauss-legendre":
+            return SphereGrid.gauss_legendre(args.res or 32)
+        return SphereGrid.equiangular(args.res or 48, poles=grid == "equiangular")
+    if spec == "icosphere":
+        return TriMesh.icosphere(args.res if args.res is not None else 4)
+    path = Path(spec)
+    if not path.exists():
+        from niso_geom.shared_data import mesh_path
+
+        path = mesh_path(spec, args.data_root)
+    return TriMesh.load(path)
+
+
+def format_table(rows: list[list[Any]], headers: list[str]) -> str:
+    """A plain, aligned text table."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.6g}"
+        return str(v)
+
+    cells = [[fmt(v) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths))
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join([line, sep, *body])
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")

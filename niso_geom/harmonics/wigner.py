@@ -1,0 +1,73 @@
+"""Wigner-D matrices of the project's real spherical harmonics, via e3nn.
+
+e3nn's real harmonics use the (y, z, x) axis order: evaluated at the permuted
+vector u = P v = (v_y, v_z, v_x) they coincide exactly with ours (tested), so for a
+rotation R
+    Y_l(R v) = D^l(R) Y_l(v),   D^l(R) = D^l_e3nn(P R Pᵀ).
+e3nn (and torch) are imported lazily, only when a Wigner-D matrix is requested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+#: v ↦ (v_y, v_z, v_x): our axes to e3nn's.
+AXES_TO_E3NN = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+
+
+def to_e3nn_rotation(R: np.ndarray) -> np.ndarray:
+    """Conjugate rotations (..., 3, 3) into e3nn's axis order: P R Pᵀ."""
+    return AXES_TO_E3NN @ np.asarray(R, dtype=np.float64) @ AXES_TO_E3NN.T
+
+
+def wigner_D(l: int, R: np.ndarray) -> np.ndarray:
+    """Real Wigner-D of degree l: (..., 3, 3) rotations → (..., 2l+1, 2l+1), with Y_l(Rv) = D Y_l(v)."""
+    import torch
+    from e3nn import o3
+
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape[-2:] != (3, 3):
+        raise ValueError(f"rotations must have shape (..., 3, 3), got {R.shape}")
+    Rt = torch.from_numpy(to_e3nn_rotation(R))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn builds its so(3) generators in the default dtype
+    try:
+        with torch.no_grad():
+            D = o3.Irrep(l, 1).D_from_matrix(Rt)
+    finally:
+        torch.set_default_dtype(previous)
+    return D.numpy().astype(np.float64)
+
+
+def wigner_D_blocks(lmax: int, R: np.ndarray) -> np.ndarray:
+    """Block-diagonal D of all degrees ≤ lmax: (3,3) → ((lmax+1)², (lmax+1)²)."""
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape != (3, 3):
+        raise ValueError(f"expected one rotation (3, 3), got {R.shape}")
+    return scipy.linalg.block_diag(*[wigner_D(l, R) for l in range(lmax + 1)])
+
+
+def random_rotation(rng: np.random.Generator | int | None = None, size: int | None = None) -> np.ndarray:
+    """Haar-random rotation(s): (3,3) or (size, 3, 3), from uniform unit quaternions."""
+    rng = np.random.default_rng(rng)
+    q = rng.standard_normal((1 if size is None else size, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    R = np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], axis=-2)
+    return R[0] if size is None else R
+
+
+def rotation_about_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def geodesic_distance(R1: np.ndarray, R2: np.ndarray) -> np.ndarray:
+    """Angle (radians) of R1ᵀR2, batched over leading axes."""
+    tr = np.einsum("...ij,...ij->...", np.asarray(R1), np.asarray(R2))
+    return np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0))
