@@ -1,0 +1,160 @@
+"""Signals on domains and their transformed copies, for learning operators from pairs (x, Tx).
+
+* Torus: periodic random fields whose Fourier amplitude falls as 1/|f|^α (a natural-image
+  power law), optionally band-limited, and real MNIST digits resized to the grid; pairs by
+  circular shifts (exact).
+* Sphere grids and sphere-like meshes: random fields in real spherical harmonics with
+  per-degree power ∝ (l+1)^(−α) up to a band limit, evaluated at the points; pairs by
+  rotations applied exactly to the coefficients (Wigner-D), so the transformed signal is
+  the true f(Rᵀp) at every point, for any grid; and MNIST digits placed on the sphere,
+  rotated by resampling.
+
+All samplers are NumPy (no torch) and deterministic given a ``numpy.random.Generator``.
+Signals have the flat layout (B, N, C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from niso_geom.harmonics.sphere import real_sph_harm, sh_degrees
+from niso_geom.harmonics.wigner import random_rotation, wigner_D
+
+
+def torus_random_fields(h: int, w: int, n: int, rng: np.random.Generator, *, alpha: float = 1.0,
+                        bandlimit: float | None = None) -> np.ndarray:
+    """Periodic random fields (n, h·w) with amplitude ∝ |f|^(−α) (zero mean, unit std).
+
+    ``bandlimit`` keeps frequencies with |f| ≤ bandlimit cycles per side (None: all).
+    """
+    fy = np.fft.fftfreq(h) * h
+    fx = np.fft.fftfreq(w) * w
+    r = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    amp = np.where(r > 0, np.maximum(r, 1e-12) ** (-alpha), 0.0)
+    if bandlimit is not None:
+        amp = np.where(r <= bandlimit, amp, 0.0)
+    noise = np.fft.fft2(rng.standard_normal((n, h, w)))
+    x = np.real(np.fft.ifft2(noise * amp[None]))
+    x /= x.reshape(n, -1).std(axis=1)[:, None, None] + 1e-12
+    return x.reshape(n, h * w)
+
+
+def resize_images(images: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Area-average (box) resize of (n, H, W) images to (n, h, w) (bilinear when enlarging)."""
+    import scipy.ndimage as ndi
+
+    n, H, W = images.shape
+    if (H, W) == (h, w):
+        return images.astype(np.float64)
+    return np.stack([ndi.zoom(im.astype(np.float64), (h / H, w / W), order=1, grid_mode=True, mode="grid-constant")
+                     for im in images])
+
+
+@dataclass
+class TorusPairs:
+    """Pairs of torus signals related by random circular shifts (one shift per sample).
+
+    ``source``: "random" (power-law fields) or an array of images (M, H, W) (e.g. MNIST) from
+    which each channel draws a digit resized to the grid, scaled to [−1, 1].
+    """
+
+    h: int
+    w: int
+    channels: int
+    alpha: float = 1.0
+    bandlimit: float | None = None
+    images: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.images is not None:
+            self._bank = 2.0 * resize_images(self.images, self.h, self.w) - 1.0
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x (B, N, C), Tx (B, N, C), shifts (B, 2)."""
+        if self.images is None:
+            x = torus_random_fields(self.h, self.w, batch * self.channels, rng, alpha=self.alpha,
+                                    bandlimit=self.bandlimit)
+        else:
+            x = self._bank[rng.integers(len(self._bank), size=batch * self.channels)].reshape(batch * self.channels, -1)
+        x = x.reshape(batch, self.channels, self.h, self.w)
+        shifts = np.stack([rng.integers(self.h, size=batch), rng.integers(self.w, size=batch)], 1)
+        tx = np.stack([np.roll(x[b], tuple(shifts[b]), axis=(-2, -1)) for b in range(batch)])
+        flat = lambda a: a.reshape(batch, self.channels, -1).transpose(0, 2, 1)  # noqa: E731
+        return flat(x), flat(tx), shifts
+
+
+def sh_power(lmax: int, alpha: float) -> np.ndarray:
+    """Per-coefficient variance ∝ (l+1)^(−α), normalized to unit mean signal power."""
+    var = (sh_degrees(lmax) + 1.0) ** (-alpha)
+    return var / var.sum() * 4 * np.pi
+
+
+def block_wigner(lmax: int, R: np.ndarray) -> np.ndarray:
+    """Block-diagonal real Wigner-D of degrees ≤ lmax."""
+    import scipy.linalg
+
+    return scipy.linalg.block_diag(*[wigner_D(l, R) for l in range(lmax + 1)])
+
+
+@dataclass
+class SpherePairs:
+    """Pairs of signals at points on the unit sphere related by random rotations.
+
+    With ``source="random"``: f = Σ c_lm Y_lm, c ~ N(0, (l+1)^−α) up to ``lmax``; Tf = f(Rᵀ·)
+    is evaluated exactly through D(R) c. With ``images`` (M, H, W): each channel is a digit
+    painted on an equirectangular patch and sampled (bilinearly) at p and at Rᵀp.
+    ``points`` are unit vectors (N, 3): a SphereGrid's points or a sphere-like mesh's
+    normalized vertices.
+    """
+
+    points: np.ndarray
+    channels: int
+    lmax: int = 10
+    alpha: float = 1.0
+    images: np.ndarray | None = None
+    image_res: tuple[int, int] = (64, 128)
+
+    def __post_init__(self) -> None:
+        p = np.asarray(self.points, dtype=np.float64)
+        self.points = p / np.linalg.norm(p, axis=1, keepdims=True)
+        if self.images is None:
+            self._Y = real_sph_harm(self.lmax, self.points)  # (N, (L+1)²)
+            self._std = np.sqrt(sh_power(self.lmax, self.alpha))
+        else:
+            from niso_geom.domains.sphere import SphereGrid
+
+            self._canvas = SphereGrid.equiangular(self.image_res[0], self.image_res[1], poles=False)
+            self._bank = resize_images(self.images, self.image_res[0] // 2, self.image_res[0] // 2)
+
+    def _paint(self, digit: np.ndarray) -> np.ndarray:
+        H, W = self.image_res
+        canvas = -np.ones((H, W))
+        h = digit.shape[0]
+        r0, c0 = (H - h) // 2, (W - h) // 2
+        canvas[r0:r0 + h, c0:c0 + h] = 2.0 * digit - 1.0
+        return canvas.reshape(-1)
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x (B, N, C), Tx (B, N, C), rotations (B, 3, 3)."""
+        Rs = random_rotation(rng, size=batch)
+        if self.images is None:
+            c = rng.standard_normal((batch, self._Y.shape[1], self.channels)) * self._std[None, :, None]
+            Dc = np.stack([block_wigner(self.lmax, R) @ c[b] for b, R in enumerate(Rs)])
+            return self._Y @ c, self._Y @ Dc, Rs
+        xs, txs = [], []
+        for b in range(batch):
+            cols = []
+            for _ in range(self.channels):
+                img = self._paint(self._bank[rng.integers(len(self._bank))])
+                orient = random_rotation(rng)  # where on the sphere the digit sits
+                cols.append((img, orient))
+            src = np.stack([c[0] for c in cols], 1)  # (H·W, C) on the canvas
+            base = np.stack([c[1] for c in cols])
+            x = np.stack([self._canvas.interpolate(src[:, i], self.points @ base[i]) for i in range(self.channels)], 1)
+            tp = self.points @ Rs[b]  # Rᵀp
+            tx = np.stack([self._canvas.interpolate(src[:, i], tp @ base[i]) for i in range(self.channels)], 1)
+            xs.append(x)
+            txs.append(tx)
+        return np.stack(xs), np.stack(txs), Rs
