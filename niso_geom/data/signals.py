@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from niso_geom.harmonics.sphere import real_sph_harm, sh_degrees
-from niso_geom.harmonics.wigner import random_rotation, wigner_D
+from niso_geom.harmonics.wigner import random_rotation, wigner_D_all
 
 
 def torus_random_fields(h: int, w: int, n: int, rng: np.random.Generator, *, alpha: float = 1.0,
@@ -92,10 +92,8 @@ def sh_power(lmax: int, alpha: float) -> np.ndarray:
 
 
 def block_wigner(lmax: int, R: np.ndarray) -> np.ndarray:
-    """Block-diagonal real Wigner-D of degrees ≤ lmax."""
-    import scipy.linalg
-
-    return scipy.linalg.block_diag(*[wigner_D(l, R) for l in range(lmax + 1)])
+    """Block-diagonal real Wigner-D of degrees ≤ lmax: (..., 3, 3) → (..., (L+1)², (L+1)²)."""
+    return wigner_D_all(lmax, R)
 
 
 @dataclass
@@ -141,7 +139,7 @@ class SpherePairs:
         Rs = random_rotation(rng, size=batch)
         if self.images is None:
             c = rng.standard_normal((batch, self._Y.shape[1], self.channels)) * self._std[None, :, None]
-            Dc = np.stack([block_wigner(self.lmax, R) @ c[b] for b, R in enumerate(Rs)])
+            Dc = block_wigner(self.lmax, Rs) @ c
             return self._Y @ c, self._Y @ Dc, Rs
         xs, txs = [], []
         for b in range(batch):

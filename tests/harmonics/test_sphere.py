@@ -132,3 +132,12 @@ def test_analytic_basis_beyond_bandlimit_is_refused():
 def test_healpix_rejects_bad_nside():
     with pytest.raises(ValueError, match="power of 2"):
         SphereGrid.healpix(6)
+
+
+def test_fast_quadrature_wigner_matches_e3nn():
+    from niso_geom.harmonics.wigner import wigner_D_all
+
+    Rs = random_rotation(np.random.default_rng(5), size=3)
+    D = wigner_D_all(9, Rs)
+    for i in range(3):
+        np.testing.assert_allclose(D[i], wigner_D_blocks(9, Rs[i]), atol=1e-12)

@@ -1,0 +1,513 @@
+"""The spectra experiment: learn an operator from transformed signals (identity encoder, as the
+paper's toric and spherical Laplacian experiments) and measure it against the analytic one.
+
+Domains and their groups:
+* ``torus``  — TorusGrid with the paper's 9-point stencil, circular shifts; ground truth the exact
+  Fourier eigenbasis (K = N = 256 at 16×16, the paper's full-rank setting);
+* ``sphere`` — the paper's Driscoll–Healy 16×16 grid (or an equiangular grid), random SO(3)
+  rotations; ground truth real spherical harmonics, K = 64 = degrees 0..7;
+* ``mesh``   — an icosphere (or any sphere-like mesh), rotations of the ambient sphere; ground
+  truth its cotan eigenbasis, grouped in blocks of 2l+1.
+
+Signals: band-limited random fields with a natural-image power law (default) or MNIST digits.
+Training follows niso-reference §1 (masked SO(K) Procrustes τ, L1 reconstruction of each side of
+the pair from the other, β·multiplicity, AdamW wd 1e-4 with warmup→cosine) plus spectral dropout
+(random truncation before unprojection, §1.7) which orders the learned spectrum.
+A run directory holds config.json, metrics.jsonl, checkpoints/, report.json, report.md, figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from niso_geom.spectral.compare import compare
+from niso_geom.spectral.eigenbasis import Eigenbasis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpectraConfig:
+    """Everything that defines a spectra run (saved as config.json)."""
+
+    domain: str = "torus"  # torus | sphere | mesh
+    grid: str = "dh"  # sphere: dh | equiangular ; mesh: icosphere level via res
+    res: int = 16  # torus side; sphere: 2B rows (dh) or nlat (equiangular); mesh: icosphere level
+    k: int = 256
+    signals: str = "random"  # random | mnist
+    channels: int = 64
+    batch: int = 8
+    steps: int = 3000
+    lr: float = 5e-4
+    warmup: int = 200
+    beta: float = 0.5
+    eigenvalue_param: str = "square"
+    dropout: bool = True
+    dropout_warmup: int = 0  # steps before spectral dropout starts
+    alpha: float = 1.0  # power-law exponent of the random fields
+    lmax: int = 10  # band limit of random spherical fields
+    eval_pairs: int = 16
+    checkpoint_every: int = 500
+    seed: int = 0
+    preset: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, SpectraConfig]] = {
+    "cpu": {
+        "torus": SpectraConfig(domain="torus", res=16, k=256, channels=64, batch=8, steps=3000, beta=0.5,
+                               eigenvalue_param="square", preset="cpu"),
+        "sphere": SpectraConfig(domain="sphere", grid="dh", res=16, k=64, channels=32, batch=8, steps=4000,
+                                beta=0.5, eigenvalue_param="cumsum", preset="cpu"),
+        "mesh": SpectraConfig(domain="mesh", res=3, k=64, channels=32, batch=8, steps=4000, beta=0.5,
+                              eigenvalue_param="cumsum", preset="cpu"),
+    },
+    "paper": {  # the paper's sizes and step counts (niso-reference §3.1), for a GPU
+        "torus": SpectraConfig(domain="torus", res=16, k=256, channels=267, batch=16, steps=1_000_000,
+                               warmup=2000, beta=0.5, eigenvalue_param="square", checkpoint_every=10_000,
+                               preset="paper"),
+        "sphere": SpectraConfig(domain="sphere", grid="dh", res=16, k=64, channels=64, batch=16, steps=50_000,
+                                warmup=2000, beta=0.5, eigenvalue_param="cumsum", checkpoint_every=10_000,
+                                preset="paper"),
+        "mesh": SpectraConfig(domain="mesh", res=4, k=64, channels=64, batch=16, steps=50_000, warmup=2000,
+                              beta=0.5, eigenvalue_param="cumsum", checkpoint_every=10_000, preset="paper"),
+    },
+    "tiny": {  # seconds; for tests and smoke runs
+        "torus": SpectraConfig(domain="torus", res=6, k=36, channels=16, batch=4, steps=60, warmup=10, lr=5e-3,
+                               checkpoint_every=30, eval_pairs=4, preset="tiny"),
+        "sphere": SpectraConfig(domain="sphere", grid="dh", res=8, k=16, channels=8, batch=4, steps=60, warmup=10, lr=5e-3,
+                                lmax=4, eigenvalue_param="cumsum", checkpoint_every=30, eval_pairs=4, preset="tiny"),
+        "mesh": SpectraConfig(domain="mesh", res=1, k=16, channels=8, batch=4, steps=60, warmup=10, lr=5e-3, lmax=4,
+                              eigenvalue_param="cumsum", checkpoint_every=30, eval_pairs=4, preset="tiny"),
+    },
+}
+
+
+def preset(name: str, domain: str, **overrides: Any) -> SpectraConfig:
+    """A preset config with overrides (unknown keys raise)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    if domain not in PRESETS[name]:
+        raise ValueError(f"unknown domain {domain!r}; choose from {sorted(PRESETS[name])}")
+    return dataclasses.replace(PRESETS[name][domain], **{k: v for k, v in overrides.items() if v is not None})
+
+
+# --------------------------------------------------------------------------------------------
+# the problem: domain, ground truth, pair sampler, group generators
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    """A domain with its ground truth, a pair sampler and the group's generators."""
+
+    domain: Any
+    truth: Eigenbasis
+    spaces: list
+    sampler: Any
+    generators: list
+    sphere: dict | None = None  # for the Wigner-D match
+    reference_mass: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _mnist_images(data_root: str | None, n: int = 5000) -> np.ndarray:
+    from niso_geom.data.mnist import load_mnist
+
+    x, _ = load_mnist("train", data_root)
+    return np.asarray(x[:n], dtype=np.float64).reshape(-1, 28, 28)
+
+
+def _rotation_operator(harmonics: np.ndarray, lmax: int, weights: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Dense band-limited rotation operator Y D(R) Yᵀ W (N,N)."""
+    from niso_geom.data.signals import block_wigner
+
+    return harmonics @ block_wigner(lmax, R) @ (harmonics.T * weights[None, :])
+
+
+def _axis_rotation(axis: int, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    R = np.eye(3)
+    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
+    return R
+
+
+def _vertex_permutation(points: np.ndarray, R: np.ndarray) -> Any:
+    """Permutation matrix P with (P f)(v) = f(Rᵀ v) when R maps the vertex set onto itself."""
+    import scipy.sparse as sp
+    from scipy.spatial import cKDTree
+
+    d, idx = cKDTree(points).query(points @ R)  # source vertex of each target: Rᵀ v
+    if d.max() > 1e-6:
+        raise ValueError("rotation does not map the vertex set onto itself")
+    n = len(points)
+    return sp.csr_matrix((np.ones(n), (np.arange(n), idx)), shape=(n, n))
+
+
+def build_problem(cfg: SpectraConfig, data_root: str | None = None) -> Problem:
+    from niso_geom import SphereGrid, TorusGrid, TriMesh
+    from niso_geom.data.signals import SpherePairs, TorusPairs
+
+    images = _mnist_images(data_root) if cfg.signals == "mnist" else None
+    if cfg.signals not in ("random", "mnist"):
+        raise ValueError(f"signals must be 'random' or 'mnist', got {cfg.signals!r}")
+    if cfg.domain == "torus":
+        dom = TorusGrid(cfg.res, cfg.res, stencil="9pt")
+        if cfg.k > dom.n:
+            raise ValueError(f"k={cfg.k} exceeds the {dom.n} grid points")
+        truth = dom.analytic_eigenbasis()
+        sampler = TorusPairs(cfg.res, cfg.res, cfg.channels, alpha=cfg.alpha, images=images)
+        return Problem(dom, truth, truth.eigenspaces(), sampler, dom.generators())
+    if cfg.domain == "sphere":
+        if cfg.grid == "dh":
+            if cfg.res % 2:
+                raise ValueError(f"a Driscoll–Healy grid has an even number of rows, got res={cfg.res}")
+            dom = SphereGrid.driscoll_healy(cfg.res // 2)
+        elif cfg.grid == "equiangular":
+            dom = SphereGrid.equiangular(cfg.res, 2 * cfg.res, poles=False)
+        else:
+            raise ValueError(f"sphere grid must be 'dh' or 'equiangular', got {cfg.grid!r}")
+        from niso_geom.harmonics.sphere import lmax_for, num_harmonics
+
+        L = lmax_for(cfg.k)
+        if num_harmonics(L) != cfg.k:
+            raise ValueError(f"on the sphere k must be a square (full degrees), got {cfg.k}")
+        lt = dom.bandlimit
+        truth = dom.analytic_eigenbasis(num_harmonics(lt))
+        sampler = SpherePairs(dom.points, cfg.channels, lmax=cfg.lmax, alpha=cfg.alpha, images=images)
+        Y = dom.harmonics(lt)
+        gens = [_rotation_operator(Y, lt, dom.mass, _axis_rotation(a, np.pi / 8)) for a in range(3)]
+        return Problem(dom, truth, truth.eigenspaces(), sampler, gens,
+                       sphere={"degrees": np.arange(lt + 1), "harmonics": Y})
+    if cfg.domain == "mesh":
+        dom = TriMesh.icosphere(cfg.res)
+        from niso_geom.harmonics.sphere import lmax_for
+
+        L = lmax_for(cfg.k)
+        n_truth = min(dom.n, (L + 2) ** 2)
+        truth = dom.eigenbasis(n_truth, cache=False)
+        sizes = [2 * l + 1 for l in range(L + 2)]
+        starts = np.cumsum([0] + sizes)
+        spaces = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:]) if b <= n_truth]
+        sampler = SpherePairs(dom.points, cfg.channels, lmax=cfg.lmax, alpha=cfg.alpha, images=images)
+        # icosahedral symmetries map the icosphere's vertices onto themselves: exact permutations
+        v0 = dom.points[0] / np.linalg.norm(dom.points[0])
+        f0 = dom.points[[0, 11, 5]].mean(0)  # centre of an original icosahedron face (first 12 vertices)
+        gens = [_vertex_permutation(dom.points, _rotation_about(v0, 2 * np.pi / 5)),
+                _vertex_permutation(dom.points, _rotation_about(f0 / np.linalg.norm(f0), 2 * np.pi / 3))]
+        return Problem(dom, truth, spaces, sampler, gens, reference_mass=dom.mass)
+    raise ValueError(f"domain must be torus, sphere or mesh, got {cfg.domain!r}")
+
+
+def _rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    Kx = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return np.eye(3) + np.sin(angle) * Kx + (1 - np.cos(angle)) * Kx @ Kx
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+
+
+def make_operator(cfg: SpectraConfig, n: int):
+    from niso_geom.niso.operator import LearnedOperator
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return LearnedOperator(n, cfg.k, eigenvalue_param=cfg.eigenvalue_param, generator=gen)
+
+
+def _batch(problem: Problem, cfg: SpectraConfig, step: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    rng = np.random.default_rng([cfg.seed, step])  # per-step stream: resuming needs no RNG state
+    x, tx, t = problem.sampler.sample(cfg.batch, rng)
+    return torch.from_numpy(x).float(), torch.from_numpy(tx).float(), t
+
+
+def train_step(op, problem: Problem, cfg: SpectraConfig, step: int) -> dict[str, float]:
+    from niso_geom.niso.losses import niso_pair_loss
+
+    x, tx, _ = _batch(problem, cfg, step)
+    state = op()
+    keep = None
+    if cfg.dropout and step >= cfg.dropout_warmup and cfg.k > 1:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        keep = torch.randint(1, cfg.k + 1, (cfg.batch,), generator=gen)
+    terms = niso_pair_loss(state, x, tx, beta=cfg.beta, keep=keep)
+    terms["loss"].backward()
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def train(cfg: SpectraConfig, out: Path, *, data_root: str | None = None, resume: bool = True,
+          progress: bool = True, max_steps: int | None = None, threads: int | None = 1) -> dict[str, Any]:
+    """Train (resuming from out/checkpoints if present), then evaluate and write the report.
+
+    ``max_steps`` stops early (for interruption tests) without evaluating. ``threads`` sets
+    torch's intra-op threads for the run (default 1: the K×K SVDs are small, and several
+    threads on them run many times slower on a busy 2-core machine); None leaves it alone.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _train(cfg, Path(out), data_root=data_root, resume=resume, progress=progress, max_steps=max_steps)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool, progress: bool,
+           max_steps: int | None) -> dict[str, Any]:
+    from niso_geom.cli._common import write_json
+    from niso_geom.niso.training import (checkpoint_name, latest_checkpoint, load_checkpoint, make_optimizer,
+                                         make_scheduler, save_checkpoint)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    if cfg_path.exists() and resume:
+        saved = json.loads(cfg_path.read_text())
+        if saved != cfg.to_dict():
+            raise ValueError(f"{cfg_path} holds a different configuration; use a new --out or --no-resume")
+    write_json(cfg_path, cfg.to_dict())
+    problem = build_problem(cfg, data_root)
+    op = make_operator(cfg, problem.domain.n)
+    opt = make_optimizer(op.parameters(), lr=cfg.lr)
+    sched = make_scheduler(opt, decay_steps=cfg.steps, warmup=cfg.warmup, peak=cfg.lr)
+    start, wall0 = 0, 0.0
+    ckpt_dir = out / "checkpoints"
+    last = latest_checkpoint(ckpt_dir) if resume else None
+    metrics_path = out / "metrics.jsonl"
+    if last is not None:
+        loaded = load_checkpoint(last, op, opt, sched)
+        start, wall0 = loaded.step, float(loaded.extra.get("wall_seconds", 0.0))
+        log.info("resuming from %s at step %d", last, start)
+        _truncate_metrics(metrics_path, start)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    stop = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    t0 = time.perf_counter()
+    bar = _progress(range(start, stop), progress, total=cfg.steps, initial=start, desc=f"spectra/{cfg.domain}")
+    with open(metrics_path, "a") as mf:
+        for step in bar:
+            opt.zero_grad(set_to_none=True)
+            terms = train_step(op, problem, cfg, step)
+            if not np.isfinite(terms["loss"]):
+                raise FloatingPointError(f"loss became {terms['loss']} at step {step}; the last checkpoint is"
+                                         f" {latest_checkpoint(ckpt_dir)}")
+            opt.step()
+            sched.step()
+            mf.write(json.dumps({"step": step, **terms, "lr": sched.get_last_lr()[0]}) + "\n")
+            if hasattr(bar, "set_postfix") and step % 10 == 0:
+                bar.set_postfix(loss=f"{terms['loss']:.4f}", recon=f"{terms['recon']:.4f}")
+            done = step + 1
+            if done % cfg.checkpoint_every == 0 or done == stop:
+                mf.flush()
+                save_checkpoint(ckpt_dir / checkpoint_name(done), op, opt, sched, done,
+                                extra={"wall_seconds": wall0 + time.perf_counter() - t0})
+                _prune(ckpt_dir, keep=2)
+    wall = wall0 + time.perf_counter() - t0
+    if stop < cfg.steps:
+        return {"stopped_at": stop, "wall_seconds": wall}
+    report = evaluate(op, problem, cfg)
+    report["wall_seconds"] = wall
+    report["steps_per_second"] = (cfg.steps - start) / max(time.perf_counter() - t0, 1e-9)
+    write_report(out, op, problem, cfg, report)
+    return report
+
+
+def _progress(it, enabled: bool, **kw):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, dynamic_ncols=True, **kw)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < step]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def _prune(ckpt_dir: Path, keep: int) -> None:
+    files = sorted(ckpt_dir.glob("step-*.pt"))
+    for f in files[:-keep]:
+        f.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation and report
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate(op, problem: Problem, cfg: SpectraConfig) -> dict[str, Any]:
+    """Learned-vs-analytic metrics on held-out pairs (a seed stream disjoint from training)."""
+    from niso_geom.niso.isometry import iso_solve
+
+    op.eval()
+    with torch.no_grad():
+        state = op()
+        rng = np.random.default_rng([cfg.seed, 10**9])
+        x, tx, t = problem.sampler.sample(cfg.eval_pairs, rng)
+        tau = iso_solve(state, torch.from_numpy(x).float(), torch.from_numpy(tx).float())
+    phi, lam, mass = (a.double().numpy() for a in (state.phi, state.evals, state.mass))
+    sphere = None
+    if problem.sphere is not None:
+        sphere = {**problem.sphere, "rotations": t}
+    rep = compare(phi, lam, mass, problem.truth, spaces=problem.spaces, taus=tau.double().numpy(),
+                  generators=problem.generators, sphere=sphere, reference_mass=problem.reference_mass)
+    rep["domain"] = problem.domain.describe()
+    rep["learned_evals"] = lam.tolist()
+    rep["config"] = cfg.to_dict()
+    if cfg.domain == "sphere":
+        colat = problem.domain.colat
+        rep["mass_sin_correlation"] = float(np.corrcoef(mass, np.sin(colat))[0, 1])
+    return rep
+
+
+SUMMARY_KEYS = ["purity_mean", "eigenvalue_spearman", "eigenvalue_scale_fit_error", "tau_block_energy",
+                "tau_block_energy_random", "commutator", "mass_correlation", "mass_cv", "multiplicity_match",
+                "wigner_error", "wall_seconds", "steps_per_second"]
+
+
+def write_report(out: Path, op, problem: Problem, cfg: SpectraConfig, report: dict[str, Any]) -> None:
+    from niso_geom.cli._common import write_json
+
+    write_json(out / "report.json", report)
+    figures = {}
+    try:
+        figures = make_figures(out, op, problem, cfg, report)
+    except ImportError as exc:  # matplotlib missing
+        log.warning("figures skipped: %s", exc)
+    lines = [f"# Spectra run: {cfg.domain} ({cfg.preset} preset)", "",
+             f"Domain: `{problem.domain!r}`, N = {problem.domain.n}, K = {cfg.k}, signals: {cfg.signals}, "
+             f"{cfg.steps} steps.", "", "| metric | value |", "|---|---|"]
+    for k in SUMMARY_KEYS:
+        if k in report and report[k] is not None:
+            v = report[k]
+            lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
+    lines += ["", f"Learned vectors per analytic eigenspace: {report['multiplicity']}",
+              f"Analytic multiplicities:                 {report['analytic_multiplicity']}", ""]
+    for name, fn in figures.items():
+        lines += [f"## {name}", "", f"![{name}]({fn})", ""]
+    tmp = out / ".report.md.tmp"
+    tmp.write_text("\n".join(lines))
+    tmp.replace(out / "report.md")
+
+
+def make_figures(out: Path, op, problem: Problem, cfg: SpectraConfig, report: dict[str, Any]) -> dict[str, str]:
+    from niso_geom import plotting
+    from niso_geom.niso.operator import dense_operator
+
+    plt = plotting._plt()
+    with torch.no_grad():
+        state = op()
+    phi, lam, mass = (a.double().numpy() for a in (state.phi, state.evals, state.mass))
+    dom, truth = problem.domain, problem.truth
+    assign = np.asarray(report["assignment"])
+    figs: dict[str, str] = {}
+
+    n = min(12, cfg.k)
+    mesh = dom.kind == "mesh"
+    fig = plt.figure(figsize=(2.0 * n / 2, 2.0 * 4))
+    for i in range(n):
+        for row, (vec, lab) in enumerate([(truth.evecs[:, i], f"analytic {i}"), (phi[:, i], f"learned {i}")]):
+            ax = fig.add_subplot(4, n // 2 if n > 1 else 1, (2 * (i // (n // 2)) + row) * (n // 2) + i % (n // 2) + 1,
+                                 projection="3d" if mesh else None)
+            plotting.plot_field(dom, vec, ax=ax, title=lab)
+    fig.suptitle("learned vs analytic eigenfunctions (first 12)")
+    plotting.save(fig, out / "eigenfunctions.png")
+    figs["Learned vs analytic eigenfunctions"] = "eigenfunctions.png"
+
+    O = dense_operator(state, "laplacian").double().numpy()
+    L = (dom.stiffness.toarray() / dom.mass[:, None]) if dom.n <= 4096 and np.all(dom.mass > 0) else None
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for ax, A, title in ((axes[0], O, "learned operator Φ Λ Φᵀ M"), (axes[1], L, "ground-truth Laplacian M⁻¹S")):
+        if A is None:
+            ax.set_axis_off()
+            continue
+        s = 2.5 * np.std(A)
+        ax.imshow(np.clip((A - A.mean()) / s, -1, 1), cmap="RdBu_r", interpolation="nearest")
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    plotting.save(fig, out / "operator.png")
+    figs["Learned operator vs Laplacian"] = "operator.png"
+
+    from niso_geom.niso.isometry import iso_solve
+
+    rng = np.random.default_rng([cfg.seed, 10**9 + 1])
+    x, tx, _ = problem.sampler.sample(1, rng)
+    with torch.no_grad():
+        tau = iso_solve(state, torch.from_numpy(x).float(), torch.from_numpy(tx).float())[0].double().numpy()
+    order = np.lexsort((lam, assign))
+    taup = tau[np.ix_(order, order)]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    v = np.abs(taup).max()
+    ax.imshow(taup, cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
+    bounds = np.flatnonzero(np.diff(assign[order])) + 0.5
+    for b in bounds:
+        ax.axhline(b, color="k", lw=0.4)
+        ax.axvline(b, color="k", lw=0.4)
+    ax.set_title(f"τ (one held-out pair), grouped by analytic eigenspace\nblock energy "
+                 f"{report.get('tau_block_energy', float('nan')):.3f} (random {report.get('tau_block_energy_random', float('nan')):.3f})",
+                 fontsize=9)
+    fig.tight_layout()
+    plotting.save(fig, out / "tau.png")
+    figs["τ with eigenspace blocks"] = "tau.png"
+
+    space_evals = np.array([truth.evals[s].mean() for s in problem.spaces])
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter(space_evals[assign], lam * report["eigenvalue_scale"], s=8, c=np.asarray(report["purity"]),
+               cmap="viridis", vmin=0, vmax=1)
+    lim = [0, space_evals[assign].max() * 1.05]
+    ax.plot(lim, lim, "k--", lw=0.6)
+    ax.set_xlabel("analytic eigenvalue of the assigned eigenspace")
+    ax.set_ylabel(f"learned λ × {report['eigenvalue_scale']:.3g} (best scale)")
+    ax.set_title(f"Spearman {report['eigenvalue_spearman']:.3f}; colour = purity", fontsize=9)
+    fig.tight_layout()
+    plotting.save(fig, out / "eigenvalues.png")
+    figs["Learned vs analytic eigenvalues"] = "eigenvalues.png"
+
+    fig = plt.figure(figsize=(9, 3.6))
+    ax1 = fig.add_subplot(1, 2, 1, projection="3d" if mesh else None)
+    plotting.plot_field(dom, mass, ax=ax1, title="learned mass M", cmap="viridis", symmetric=False)
+    ax2 = fig.add_subplot(1, 2, 2, projection="3d" if mesh else None)
+    ref = problem.reference_mass if problem.reference_mass is not None else truth.mass
+    plotting.plot_field(dom, ref, ax=ax2, title="ground-truth mass (quadrature / area)", cmap="viridis",
+                        symmetric=False)
+    fig.tight_layout()
+    plotting.save(fig, out / "mass.png")
+    figs["Learned mass"] = "mass.png"
+    return figs
+
+
+def load_run(run_dir: Path, data_root: str | None = None):
+    """(op, problem, cfg) from a run directory's config and latest checkpoint."""
+    from niso_geom.niso.training import latest_checkpoint, load_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.json (is this a spectra run directory?)")
+    cfg = SpectraConfig(**json.loads(cfg_file.read_text()))
+    problem = build_problem(cfg, data_root)
+    op = make_operator(cfg, problem.domain.n)
+    last = latest_checkpoint(run_dir / "checkpoints")
+    if last is None:
+        raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint")
+    load_checkpoint(last, op, restore_rng=False)
+    return op, problem, cfg

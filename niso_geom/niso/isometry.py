@@ -1,0 +1,103 @@
+"""The isometric functional map τ ∈ SO(K) (``niso-reference.md`` §1.3).
+
+With spectral coefficients Â = Φᵀ M A and B̂ = Φᵀ M B (K, C) and the eigenvalue mask
+``P_ij = exp(-|λ_i - λ_j|)``, τ solves the masked Procrustes problem
+
+    τ = argmax_{R ∈ SO(K)} tr(Rᵀ (P ⊙ B̂ Âᵀ)),
+
+so that τ Â ≈ B̂ (τ maps A's coefficients to B's; τᵀ = τ⁻¹ maps back).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod, no_autocast, procrustes, resolve_compute_dtype
+from niso_geom.niso.operator import LearnedOperator, OperatorState, project, unproject
+
+__all__ = ["delta_mask", "iso_solve", "iso_solve_coeffs", "transform", "IsoSolve"]
+
+
+def delta_mask(evals: torch.Tensor) -> torch.Tensor:
+    """``exp(-|λ_i - λ_j|)``: evals (..., K) -> (..., K, K)."""
+    return torch.exp(-(evals.unsqueeze(-1) - evals.unsqueeze(-2)).abs())
+
+
+def iso_solve_coeffs(a_hat: torch.Tensor, b_hat: torch.Tensor, evals: torch.Tensor | None = None, *,
+                     method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
+                     compute_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """τ in SO(K) from spectral coefficients, τ â ≈ b̂.
+
+    Parameters
+    ----------
+    a_hat, b_hat : Tensor (..., K, C), coefficients of the source and the target.
+    evals : Tensor (K,) for the mask ``exp(-|λ_i-λ_j|)``; None for the unmasked problem.
+    method, eps, compute_dtype : see :func:`~niso_geom.niso.linalg.procrustes`.
+
+    Returns
+    -------
+    tau : Tensor (..., K, K), orthogonal with det +1, dtype of ``a_hat``.
+    """
+    dtype = resolve_compute_dtype(a_hat.dtype, compute_dtype)
+    with no_autocast(a_hat.device.type):
+        cross = b_hat.to(dtype) @ a_hat.to(dtype).mT
+        if evals is not None:
+            cross = delta_mask(evals.to(dtype)) * cross
+        tau = procrustes(cross, special=True, method=method, eps=eps)
+    return tau.to(a_hat.dtype)
+
+
+def iso_solve(state: OperatorState, a: torch.Tensor, b: torch.Tensor, *, mask: bool = True,
+              method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
+              compute_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Masked SO(K) Procrustes map between two signals, τ Φᵀ M a ≈ Φᵀ M b.
+
+    Parameters
+    ----------
+    state : the operator (Φ (N,K), Λ (K,), M (N,)).
+    a, b : Tensor (B, N, C) (any leading shape), the signal and its transformed copy.
+    mask : apply the eigenvalue mask ``exp(-|λ_i-λ_j|)`` (the reference always does).
+
+    Returns
+    -------
+    tau : Tensor (B, K, K) in SO(K).
+    """
+    return iso_solve_coeffs(project(state, a), project(state, b), state.evals if mask else None,
+                            method=method, eps=eps, compute_dtype=compute_dtype)
+
+
+def transform(state: OperatorState, tau: torch.Tensor, x: torch.Tensor, *, inverse: bool = False) -> torch.Tensor:
+    """Apply τ in the spatial domain: ``Φ τ Φᵀ M x`` (or ``Φ τᵀ Φᵀ M x`` when ``inverse``).
+
+    Parameters
+    ----------
+    tau : Tensor (B, K, K); x : Tensor (B, N, C). Returns (B, N, C).
+    """
+    t = tau.mT if inverse else tau
+    return unproject(state, t @ project(state, x))
+
+
+class IsoSolve(nn.Module):
+    """Operator plus isometry solve, as the official ``operator_iso``: ``(a, b) -> (tau, state)``.
+
+    Parameters
+    ----------
+    operator : the :class:`LearnedOperator` whose (Φ, Λ, M) are used.
+    mask, method, eps, compute_dtype : see :func:`iso_solve`.
+    """
+
+    def __init__(self, operator: LearnedOperator, *, mask: bool = True, method: ProcrustesMethod = "polar",
+                 eps: float = DEFAULT_EPS, compute_dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.operator = operator
+        self.mask = mask
+        self.method = method
+        self.eps = eps
+        self.compute_dtype = compute_dtype
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, OperatorState]:
+        state = self.operator()
+        tau = iso_solve(state, a, b, mask=self.mask, method=self.method, eps=self.eps,
+                        compute_dtype=self.compute_dtype)
+        return tau, state
