@@ -51,3 +51,10 @@ def test_demo_tour(tmp_path, capsys):
     assert rep["torus_16x16_9-point"]["max_rel_error"] < 1e-10
     assert rep["icosphere_level_4"]["max_rel_error"] < 0.03
     assert len(list(tmp_path.glob("*.png"))) == 6
+
+
+def test_data_build_homnist_subset(tmp_path, capsys):
+    assert main(["data", "build", "homnist", "--subset", "3", "--cache-dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "96" in out and "metropolis" in out
+    assert list(tmp_path.rglob("*.npz"))

@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "domain",
     "cache",
     "spectra",
+    "data",
+    "homnist",
 )
 
 

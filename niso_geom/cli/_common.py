@@ -77,10 +77,15 @@ def format_table(rows: list[list[Any]], headers: list[str]) -> str:
         return str(v)
 
     cells = [[fmt(v) for v in r] for r in rows]
+    numeric = [all(isinstance(r[i], (int, float, np.integer, np.floating)) for r in rows) for i in range(len(headers))]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths))
+
+    def just(text: str, i: int) -> str:
+        return text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i])
+
+    line = "  ".join(just(h, i) for i, h in enumerate(headers))
     sep = "  ".join("-" * w for w in widths)
-    body = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    body = ["  ".join(just(c, i) for i, c in enumerate(r)) for r in cells]
     return "\n".join([line, sep, *body])
 
 
