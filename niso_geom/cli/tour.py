@@ -1,4 +1,4 @@
-"""``niso demo``: a tour of the domains, each spectrum held against its analytic one."""
+"""``niso tour``: a tour of the domains, each spectrum held against its analytic one."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from niso_geom.cli._common import add_data_root, format_table, write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="domain tour: build each domain, compare its spectrum with the analytic one, save figures")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    p = sub.add_parser("tour", help="domain tour: build each domain, compare its spectrum with the analytic one, save figures")
+    p.add_argument("--out", type=Path, default=Path("runs/tour"), help="output folder (default runs/tour)")
     p.add_argument("-k", type=int, default=36, help="eigenpairs per domain (default 36)")
     add_data_root(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_tour)
 
 
 def _tour(data_root):
@@ -31,7 +31,7 @@ def _tour(data_root):
     yield "spot (shared data)", TriMesh.load(mesh_path("spot", data_root))
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_tour(args: argparse.Namespace) -> int:
     from niso_geom import plotting
     from niso_geom.cli.domain import reference_spectrum
 
@@ -55,6 +55,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report[slug] = {"domain": dom.describe(), "seconds": secs, "evals": eb.evals, "reference": ref,
                         "reference_kind": ref_name, "max_rel_error": err}
     print(format_table(rows, ["domain", "N", "seconds", f"λ1..4 numeric", "λ1..4 analytic", f"max rel. err (k={args.k})"]))
-    write_json(args.out / "demo.json", report)
-    print(f"figures and demo.json in {args.out}")
+    write_json(args.out / "tour.json", report)
+    print(f"figures and tour.json in {args.out}")
     return 0
