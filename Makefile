@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# the main job: learn the toric and spherical Laplacians (cpu preset) and compare with the analytic ones
 demo: $(STAMP)
-	$(VENV)/bin/niso demo --out $(OUT)
+	$(VENV)/bin/niso spectra --domain torus --preset cpu --out $(OUT)/torus
+	$(VENV)/bin/niso spectra --domain sphere --preset cpu --out $(OUT)/sphere
+	$(VENV)/bin/niso tour --out $(OUT)/tour
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

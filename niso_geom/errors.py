@@ -21,3 +21,7 @@ class DataError(NisoGeomError, FileNotFoundError):
 
 class NoAnalyticBasisError(NisoGeomError, NotImplementedError):
     """The domain has no closed-form eigenbasis (e.g. a general triangle mesh)."""
+
+
+class RunDirError(NisoGeomError, ValueError):
+    """A run directory cannot be resumed (different configuration, missing checkpoint, ...)."""

@@ -45,9 +45,9 @@ def test_bad_mesh_file_is_a_clean_error(tmp_path, capsys):
     assert "broken.off" in err and "NaN" in err
 
 
-def test_demo_tour(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "-k", "9"]) == 0
-    rep = json.loads((tmp_path / "demo.json").read_text())
+def test_tour(tmp_path, capsys):
+    assert main(["tour", "--out", str(tmp_path), "-k", "9"]) == 0
+    rep = json.loads((tmp_path / "tour.json").read_text())
     assert rep["torus_16x16_9-point"]["max_rel_error"] < 1e-10
     assert rep["icosphere_level_4"]["max_rel_error"] < 0.03
     assert len(list(tmp_path.glob("*.png"))) == 6
