@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -92,37 +93,49 @@ def first_step_grad(h: int, k: int, b: int, c: int, init: str, variant: str, dev
     return torch.cat([g.reshape(-1) for g in grads]).double()
 
 
-def run(h: int, k: int, b: int, c: int, init: str, variant: str, steps: int, warmup: int,
-        device: torch.device, reference: torch.Tensor) -> Result:
-    method, compute = VARIANTS[variant]
-    op = make_operator(h * h, k, init, variant, device)
-    opt = make_optimizer(op.parameters(), lr=5e-4)
+def run_config(h: int, k: int, b: int, c: int, init: str, steps: int, warmup: int,
+               device: torch.device) -> list[Result]:
+    """All variants of one configuration, stepped in lockstep (variant order rotating each step)
+    so that they see the same machine load; times are medians over the timed steps."""
+    # reference gradient: everything in float64, closed-form polar derivative
+    reference = first_step_grad(h, k, b, c, init, "polar", device, torch.float64)
+    names = list(VARIANTS)
+    ops = {v: make_operator(h * h, k, init, v, device) for v in names}
+    opts = {v: make_optimizer(ops[v].parameters(), lr=5e-4) for v in names}
     gen = torch.Generator(device=device).manual_seed(1)
     batches = [shift_batch(h, b, c, gen, device) for _ in range(warmup + steps)]
-    fwd = tot = 0.0
-    nonfinite = 0
-    loss = float("nan")
+    fwd: dict[str, list[float]] = {v: [] for v in names}
+    tot: dict[str, list[float]] = {v: [] for v in names}
+    nonfinite = dict.fromkeys(names, 0)
+    loss = dict.fromkeys(names, float("nan"))
     for i, (z0, tz0) in enumerate(batches):
-        sync(device)
-        t0 = time.perf_counter()
-        terms = niso_pair_loss(op(), z0, tz0, beta=0.5, method=method, compute_dtype=compute)
-        sync(device)
-        t1 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        finite = all(bool(torch.isfinite(p.grad).all()) for p in op.parameters())
-        if finite:
-            opt.step()
-        sync(device)
-        t2 = time.perf_counter()
-        if i >= warmup:
-            fwd += t1 - t0
-            tot += t2 - t0
-            nonfinite += not finite
-            loss = terms["loss"].item()
-    g = first_step_grad(h, k, b, c, init, variant, device)
-    grad_err = float(torch.linalg.norm(g - reference) / torch.linalg.norm(reference))
-    return Result(h, k, init, variant, 1e3 * fwd / steps, 1e3 * tot / steps, nonfinite, steps, loss, grad_err)
+        for v in names[i % len(names):] + names[:i % len(names)]:
+            method, compute = VARIANTS[v]
+            op, opt = ops[v], opts[v]
+            sync(device)
+            t0 = time.perf_counter()
+            terms = niso_pair_loss(op(), z0, tz0, beta=0.5, method=method, compute_dtype=compute)
+            sync(device)
+            t1 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            finite = all(bool(torch.isfinite(p.grad).all()) for p in op.parameters())
+            if finite:
+                opt.step()
+            sync(device)
+            t2 = time.perf_counter()
+            if i >= warmup:
+                fwd[v].append(t1 - t0)
+                tot[v].append(t2 - t0)
+                nonfinite[v] += not finite
+                loss[v] = terms["loss"].item()
+    results = []
+    for v in names:
+        g = first_step_grad(h, k, b, c, init, v, device)
+        grad_err = float(torch.linalg.norm(g - reference) / torch.linalg.norm(reference))
+        results.append(Result(h, k, init, v, 1e3 * statistics.median(fwd[v]), 1e3 * statistics.median(tot[v]),
+                              nonfinite[v], steps, loss[v], grad_err))
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,13 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     results: list[Result] = []
     for h, k, steps in configs:
         for init in args.inits.split(","):
-            # reference gradient: everything in float64, closed-form polar derivative
-            reference = first_step_grad(h, k, args.batch, args.channels, init, "polar", device, torch.float64)
-            for variant in VARIANTS:
-                r = run(h, k, args.batch, args.channels, init, variant, steps, warmup=2, device=device,
-                        reference=reference)
+            for r in run_config(h, k, args.batch, args.channels, init, steps, warmup=2, device=device):
                 results.append(r)
-                print(f"  {h}x{h} K={k} {init:6s} {variant:9s} {r.step_ms:9.1f} ms/step", flush=True)
+                print(f"  {h}x{h} K={k} {init:6s} {r.method:9s} {r.step_ms:9.1f} ms/step", flush=True)
     print()
     header = (f"{'grid':>6} {'K':>4} {'init':>6} {'variant':>9} {'fwd ms':>9} {'step ms':>9} {'steps/s':>8} "
               f"{'vs torch':>9} {'non-finite':>11} {'last loss':>10} {'grad err':>9}")
@@ -164,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r.grid:>4}^2 {r.k:>4} {r.init:>6} {r.method:>9} {r.fwd_ms:9.1f} {r.step_ms:9.1f} "
               f"{1e3 / r.step_ms:8.2f} {r.step_ms / ref.step_ms:8.2f}x {r.nonfinite:>5}/{r.steps:<5} "
               f"{r.loss:10.4f} {r.grad_err:9.2e}")
-    print("\n'vs torch' = step time / plain torch.linalg.svd autograd step time (lower is faster);"
+    print("\ntimes are medians over the timed steps (variants run in lockstep);"
+          "\n'vs torch' = step time / plain torch.linalg.svd autograd step time (lower is faster);"
           "\n'non-finite' = timed steps whose gradients had NaN/inf (update skipped);"
           "\n'grad err' = first-step gradient, relative L2 distance to the all-float64 closed-form one"
           "\n(nan: the variant's gradient is not finite).")

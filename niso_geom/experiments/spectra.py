@@ -68,8 +68,8 @@ PRESETS: dict[str, dict[str, SpectraConfig]] = {
     "cpu": {
         # cumsum eigenvalues: with the paper's clustered "square" init, dozens of eigenvalues piled up
         # at 0 (as niso-reference §6.4 saw at 8×8) and purity stalled at 0.50
-        "torus": SpectraConfig(domain="torus", res=16, k=256, channels=128, batch=4, steps=6000, beta=0.5,
-                               eigenvalue_param="cumsum", preset="cpu"),
+        "torus": SpectraConfig(domain="torus", res=16, k=256, channels=128, batch=4, steps=6000, lr=1e-3,
+                               beta=0.5, eigenvalue_param="cumsum", preset="cpu"),
         # signals band-limited to the K = 64 harmonics the grid resolves (degree ≤ 7): on the 16×16
         # Driscoll–Healy grid higher degrees alias, and l = 6, 7 then mixed (counts 15/13 for 13/15).
         "sphere": SpectraConfig(domain="sphere", grid="dh", res=16, k=64, lmax=7, channels=128, batch=8,

@@ -34,6 +34,7 @@ from torch.autograd.function import once_differentiable
 
 __all__ = [
     "DEFAULT_EPS",
+    "ProcrustesMethod",
     "safe_inverse",
     "safe_svd",
     "ortho_det",
