@@ -30,3 +30,15 @@ def rng():
 
 CLOSED_MESHES = ["armadillo.off", "blobby.off", "bull.off", "bunny00.off", "cow.off", "dino.off", "ellipsoid.off",
                  "fandisk.off", "hand.off", "homer.off", "man.off", "sphere966.off", "spot.obj"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Small linear algebra runs fastest on one thread; two threads on a busy 2-core CI box were
+    up to 35× slower (see docs/spectra.md)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
