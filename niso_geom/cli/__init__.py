@@ -20,7 +20,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cache",
     "spectra",
     "data",
-    "homnist",
 )
 
 
