@@ -1,0 +1,127 @@
+"""The homNIST experiment: presets, samplers, aggregation, and the tiny preset end to end via the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from niso_geom.cli import main
+from niso_geom.experiments import homnist
+
+
+def test_presets_are_frozen_and_overrides_are_parsed():
+    cfg = homnist.preset("cpu", steps="123", enc_channels="32,64", head_readout="none", spectral_dropout="true")
+    assert cfg.steps == 123 and cfg.enc_channels == (32, 64) and cfg.head_readout is None
+    assert cfg.spectral_dropout is True and cfg.preset == "cpu"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.steps = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown config keys"):
+        homnist.preset("cpu", stepz=1)
+    with pytest.raises(ValueError, match="unknown preset"):
+        homnist.preset("huge")
+    assert cfg.digest() != homnist.PRESETS["cpu"].digest()
+    assert homnist.preset("cpu").digest() == homnist.PRESETS["cpu"].digest()
+    paper = homnist.PRESETS["paper"]
+    assert (paper.enc_channels, paper.enc_depth, paper.k, paper.alpha, paper.beta) == ((64, 128), (3, 3), 32, 0.5, 0.1)
+    assert paper.head_readout is None and paper.test_digits is None  # 8320 hidden, all 320,000 images
+
+
+def test_method_specs():
+    cfg = homnist.PRESETS["cpu"]
+    assert homnist.method_spec(cfg, "niso")["alpha"] == 0.5
+    assert homnist.method_spec(cfg, "niso_no_equiv")["alpha"] == 0.0
+    assert homnist.method_spec(cfg, "niso_no_mult")["beta"] == 0.0
+    assert homnist.method_spec(cfg, "niso_triplets")["views"] == 3
+    assert homnist.method_spec(cfg, "ae_aug")["kind"] == "ae"
+    with pytest.raises(ValueError, match="unknown method"):
+        homnist.method_spec(cfg, "homconv")
+
+
+def test_homography_views_are_resumable_and_shaped():
+    digits = torch.zeros(10, 40, 40, dtype=torch.uint8)
+    digits[:, 14:26, 18:22] = 255
+    src = homnist.HomographyViews(digits, 4, views=3, seed=3)
+    first = src()
+    assert len(first) == 3 and all(v.shape == (4, 1, 40, 40) for v in first)
+    assert first[0].min() == -1.0 and first[0].max() == 1.0  # the clean digit, in [-1, 1]
+    assert not torch.equal(first[1], first[2])
+    state = json.loads(json.dumps(src.state_dict()))  # JSON-serializable for checkpoints
+    nxt = src()
+    again = homnist.HomographyViews(digits, 4, views=3, seed=99)
+    again.load_state_dict(state)
+    for a, b in zip(nxt, again()):
+        torch.testing.assert_close(a, b)
+    same = homnist.HomographyViews(digits, 2, views=3, seed=0, same_transform=True)
+    x, tx, ttx = same()
+    assert not torch.equal(tx, ttx)
+
+
+def test_aggregate_mean_and_standard_error():
+    recs = [{"method": "niso", "seed": s, "accuracy": a, "wall_seconds": 10.0} for s, a in enumerate([0.8, 0.9, 0.85])]
+    recs.append({"method": "ae_aug", "seed": 0, "accuracy": 0.7, "wall_seconds": 5.0})
+    res = homnist.aggregate(recs, ["niso", "ae_aug"])
+    assert res["num_classes"] == 10
+    niso = res["methods"]["niso"]
+    assert set(niso) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds"}
+    assert math.isclose(niso["accuracy_mean"], 0.85)
+    assert math.isclose(niso["accuracy_se"], np.std([0.8, 0.9, 0.85], ddof=1) / math.sqrt(3))
+    assert niso["seeds"] == [0, 1, 2] and niso["wall_seconds"] == 30.0
+    assert res["methods"]["ae_aug"]["accuracy_se"] is None  # one seed: undefined, not 0
+    checks = dict(homnist.targets(res))
+    assert checks["NIso >= 85 %"] is True and checks["NIso > AE + aug."] is True
+    assert checks["w/o multiplicity loss < NIso"] is None
+
+
+def test_latent_cnn_head_shapes():
+    head = homnist.LatentCNN(8, (20, 20), width=16)
+    assert head(torch.zeros(3, 8, 20, 20)).shape == (3, 10)
+
+
+def test_tiny_preset_end_to_end_via_the_cli(tmp_path, capsys):
+    """The tiny preset through ``niso homnist run``: run folder, exact results.json, above chance,
+    then an instant resume."""
+    out = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        argv = ["homnist", "run", "--preset", "tiny", "--methods", "niso", "niso_triplets", "ae_aug",
+                "--out", str(out), "--no-progress", "--threads", "1"]
+        assert main(argv) == 0
+        printed = capsys.readouterr().out
+        assert "NIso w/ triplets" in printed and "92.52 ± 0.91" in printed and "LieDecomp" in printed
+
+        res = json.loads((out / "results.json").read_text())
+        assert set(res) == {"num_classes", "methods"} and res["num_classes"] == 10
+        assert list(res["methods"]) == ["niso", "niso_triplets", "ae_aug"]
+        for entry in res["methods"].values():
+            assert set(entry) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds"}
+            assert entry["seeds"] == [0] and entry["accuracy_se"] is None and entry["wall_seconds"] > 0
+            assert 0.0 <= entry["accuracy_mean"] <= 1.0
+        assert res["methods"]["niso"]["accuracy_mean"] > 0.2  # chance is 0.1
+
+        cfg = json.loads((out / "config.json").read_text())
+        assert cfg["config"]["preset"] == "tiny" and cfg["methods"] == ["niso", "niso_triplets", "ae_aug"]
+        rec = json.loads((out / "niso" / "seed0" / "result.json").read_text())
+        assert rec["num_test"] == 16 * 32 and rec["spec"]["alpha"] == 0.5
+        for stage in ("pretrain", "head"):
+            assert (out / "niso" / "seed0" / stage / "metrics.jsonl").stat().st_size > 0
+            assert list((out / "niso" / "seed0" / stage / "checkpoints").glob("step_*.pt"))
+        md = (out / "results.md").read_text()
+        assert "| NIso |" in md and "97.38" in md and "80.96" in md
+
+        before = (out / "niso" / "seed0" / "result.json").read_text()
+        assert main(argv[:6] + ["niso", "--out", str(out), "--no-progress"]) == 0  # resumed: nothing retrained
+        assert (out / "niso" / "seed0" / "result.json").read_text() == before
+        again = json.loads((out / "results.json").read_text())
+        assert again["methods"]["niso"] == res["methods"]["niso"]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_cli_rejects_bad_overrides(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["homnist", "run", "--preset", "tiny", "--out", str(tmp_path), "--set", "nonsense=1"])
