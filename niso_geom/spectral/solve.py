@@ -80,7 +80,7 @@ def _lobpcg(S, mass, k, sigma, tol, rng):
     M = sp.diags(mass).tocsr()
     lu = spla.splu((S - sigma * M).tocsc())
     P = spla.LinearOperator((n, n), matvec=lu.solve, matmat=lu.solve, dtype=np.float64)
-    X = rng.standard_normal((n, min(n, k + max(4, k // 4))))
+    X = rng.standard_normal((n, min(n, k + max(10, k // 2))))  # guard vectors past a split cluster
     w, V = spla.lobpcg(S, X, B=M, M=P, largest=False, tol=tol or 1e-10, maxiter=2000)
     order = np.argsort(w)[:k]
     return w[order], V[:, order]
