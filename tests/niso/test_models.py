@@ -25,16 +25,6 @@ from niso_geom.niso.models import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These models are tiny: one intra-op thread is fastest, and far faster when the
-    # machine is busy (spinning OpenMP workers). Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _seed(s: int = 0) -> torch.Generator:
     torch.manual_seed(s)
     return torch.Generator().manual_seed(s)
