@@ -53,6 +53,7 @@ from niso_geom.data.homnist import HomographyPairSampler, build_homnist, warp_im
 from niso_geom.data.mnist import load_mnist, pad_images
 from niso_geom.equivariant import OrthNet
 from niso_geom.niso.autoencoder import (
+    LatentScaleNorm,
     NIsoAutoencoder,
     PlainAutoencoder,
     encode_coefficients,
@@ -139,6 +140,7 @@ class HomNISTConfig:
     latent_dim: int = 32
     k: int = 32
     eigenvalue_param: str = "cumsum"
+    latent_norm: bool = False  # append LatentScaleNorm to the encoder (every method, for a fair comparison)
     # pre-training (niso-reference §3.2)
     steps: int = 2000
     batch: int = 16
@@ -390,9 +392,11 @@ class _Classifier(nn.Module):
 def build_autoencoder(cfg: HomNISTConfig, kind: str, alpha: float = 0.5, beta: float = 0.1
                       ) -> NIsoAutoencoder | PlainAutoencoder:
     """The encoder/decoder of ``cfg`` (zero padding, 40×40 -> 20×20×C), with an operator for NIso."""
-    enc = GridEncoder(1, cfg.enc_channels, cfg.enc_depth, cfg.latent_dim, "zero", lift=cfg.lift)
+    enc: nn.Module = GridEncoder(1, cfg.enc_channels, cfg.enc_depth, cfg.latent_dim, "zero", lift=cfg.lift)
     dec = GridDecoder(cfg.latent_dim, cfg.dec_channels, cfg.dec_depth, 1, "zero")
     h, w = enc.latent_shape(40, 40)
+    if cfg.latent_norm:
+        enc = nn.Sequential(enc, LatentScaleNorm())
     if kind == "ae":
         return PlainAutoencoder(enc, dec, latent_shape=(h, w))
     op = LearnedOperator(h * w, cfg.k, eigenvalue_param=cfg.eigenvalue_param, spectral_dropout=cfg.spectral_dropout)

@@ -607,10 +607,13 @@ def _rotation_to_north(p: np.ndarray) -> np.ndarray:
 def _tutte_start(S0: np.ndarray, F: np.ndarray) -> np.ndarray | None:
     """Tutte embedding in the stereographic plane with mean-value weights taken from ``S0``.
 
-    The pole face (the largest unflipped face far from any flipped one) is the convex
-    boundary, so Floater's theorem makes the planar map bijective; mean-value weights
-    reproduce ``S0`` wherever ``S0`` was already locally valid. Returns None if it cannot be
-    computed (e.g. coincident points in ``S0``).
+    The projection pole is the centre of the largest unflipped face ``f0`` far from any
+    flipped one; the two-ring disk around ``f0`` keeps its ``S0`` positions and forms the
+    (near-circular, hence in practice convex) boundary; every other vertex is a mean-value
+    combination of its neighbours. Mean-value weights reproduce ``S0`` exactly wherever
+    ``S0`` was locally valid and untangle it where it was folded. The result is checked
+    afterwards by the caller. Returns None if it cannot be computed (e.g. coincident
+    points in ``S0``).
     """
     n = len(S0)
     det = _signed_volume6(S0, F)
@@ -644,10 +647,15 @@ def _tutte_start(S0: np.ndarray, F: np.ndarray) -> np.ndarray | None:
         return None
     Wm = sp.csr_matrix((W, (np.concatenate(I), np.concatenate(J))), shape=(n, n))
     L = (sp.diags(np.asarray(Wm.sum(axis=1)).ravel()) - Wm).tocsr()
-    B = F[f0]
-    free = np.ones(n, bool)
-    free[B] = False
-    Ii = np.flatnonzero(free)
+    # Fix the two-ring disk around the pole face: faces right next to the projection pole are
+    # distorted by the projection (straight planar edges are circles through the pole on the
+    # sphere) and may invert, which would spoil the mean-value weights of their neighbours.
+    fixed = np.zeros(n, bool)
+    fixed[F[f0]] = True
+    for _ in range(2):
+        fixed[F[fixed[F].any(axis=1)].ravel()] = True
+    B = np.flatnonzero(fixed)
+    Ii = np.flatnonzero(~fixed)
     try:
         lu = sla.splu(L[Ii][:, Ii].tocsc(), permc_spec="COLAMD")
     except RuntimeError:
@@ -701,7 +709,7 @@ def _kernel_point(u: np.ndarray, normals: np.ndarray, box: float = 4.0) -> np.nd
     return x if np.all(nn @ x > 0) else None
 
 
-def _progressive_start(V: np.ndarray, F: np.ndarray, lam: float = 1e-3, growth: float = 1.3, level_iters: int = 4) -> np.ndarray:
+def _progressive_start(V: np.ndarray, F: np.ndarray, lam: float = 1.0, growth: float = 1.3, level_iters: int = 4) -> np.ndarray:
     """Bijective embedding by simplification to a tetrahedron and kernel re-insertion.
 
     Half-edge collapses (shortest edges first, weighted by the degree they would create,
@@ -902,7 +910,7 @@ def spherical_conformal_map(
     flow_tol: float = 1e-6,
     refine: Literal["auto", "always", "never"] = "auto",
     area_weight: float = 1e-12,
-    max_newton_iters: int = 30,
+    max_newton_iters: int = 40,
     min_area_ratio: float = 1e-15,
     center: bool = True,
     name: str = "mesh",
@@ -973,15 +981,23 @@ def spherical_conformal_map(
     valid = ratio_ok(S)
     if refine == "always" or (refine == "auto" and not valid):
         energy = _ConformalEnergy(V, Fo, area_weight)
-        start = S if valid else None
-        stage = "cmcf+newton"
-        if start is None:
+        result = None
+        if valid:
+            result, n_newton = _newton(S, energy, max_newton_iters, rtol=1e-5)
+            stage = "cmcf+newton"
+        else:
+            # Tutte start: exact where the flow's image was valid; accepted when every face is
+            # positive in floating point (the area barrier then re-inflates the tiny ones)
             Y = _tutte_start(S, Fo)
-            if Y is not None and np.all(np.isfinite(Y)) and ratio_ok(Y) and np.isfinite(energy.value(Y)):
-                start, stage = Y, "cmcf+tutte+newton"
-        if start is None:
-            start, stage = _progressive_start(V, Fo), "cmcf+progressive+newton"
-        S, n_newton = _newton(start, energy, max_newton_iters, rtol=1e-5)
+            if Y is not None and np.all(np.isfinite(Y)) and np.isfinite(energy.value(Y)):
+                result, n_newton = _newton(Y, energy, max_newton_iters, rtol=1e-5)
+                stage = "cmcf+tutte+newton"
+                if not ratio_ok(result):
+                    result = None
+        if result is None:
+            result, n_newton = _newton(_progressive_start(V, Fo), energy, max_newton_iters, rtol=1e-5)
+            stage = "cmcf+progressive+newton"
+        S = result
         method = stage
         if center:
             S = _centre_within_validity(S, w, ratio_ok)

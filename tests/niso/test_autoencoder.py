@@ -232,3 +232,14 @@ def test_wrong_latent_size_is_a_clear_error():
                             LearnedOperator(25, K))
     with pytest.raises(ValueError, match="N = 16"):
         model.encode(_images(1))
+
+
+def test_latent_scale_norm_fixes_the_scale_per_sample():
+    from niso_geom.niso.autoencoder import LatentScaleNorm
+
+    z = torch.randn(3, 5, 4, 4, dtype=torch.float64)
+    z[1] *= 1e-3
+    out = LatentScaleNorm(eps=0.0)(z)
+    torch.testing.assert_close(out.square().mean(dim=(1, 2, 3)), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(LatentScaleNorm(eps=0.0)(7.0 * z), out)
+    assert LatentScaleNorm()(z.to(torch.bfloat16)).dtype == torch.float32
