@@ -31,13 +31,10 @@ training continues from its last checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,12 +43,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from baselines.ae_aug import LatentCNN
 from niso_geom.data.homnist import HomographyPairSampler, build_homnist, warp_images
 from niso_geom.data.mnist import load_mnist, pad_images
 from niso_geom.equivariant import OrthNet
+from niso_geom.experiments.common import (
+    Classifier,
+    TensorBatches,
+    config_digest,
+    make_config,
+    markdown_table,
+    pct,
+    write_json,
+)
+from niso_geom.experiments.common import aggregate as _aggregate
 from niso_geom.niso.autoencoder import (
     LatentScaleNorm,
     NIsoAutoencoder,
@@ -175,9 +182,7 @@ class HomNISTConfig:
 
     def digest(self) -> str:
         """A short hash of every field that changes results (not the preset name)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in ("preset", "checkpoint_every", "log_every",
-                                                                   "eval_batch")}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return config_digest(self, ("preset", "checkpoint_every", "log_every", "eval_batch"))
 
 
 PRESETS: dict[str, HomNISTConfig] = {
@@ -203,39 +208,9 @@ PRESETS: dict[str, HomNISTConfig] = {
 }
 
 
-def _coerce(field: dataclasses.Field, value: Any) -> Any:
-    """Parse a string override for ``field`` (ints, floats, bools, tuples, optional ints)."""
-    if not isinstance(value, str):
-        return value
-    kind = str(field.type)
-    text = value.strip()
-    if "None" in kind and text.lower() in ("none", "null", ""):
-        return None
-    if "tuple" in kind:
-        return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
-    if "bool" in kind:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{field.name}: expected a boolean, got {value!r}")
-    if "int" in kind:
-        return int(text)
-    if "float" in kind:
-        return float(text)
-    return text
-
-
 def preset(name: str = "cpu", **overrides: Any) -> HomNISTConfig:
     """A preset config with ``overrides`` (strings are parsed by field type; unknown keys raise)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    fields = {f.name: f for f in dataclasses.fields(HomNISTConfig)}
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; known: {sorted(fields)}")
-    parsed = {k: _coerce(fields[k], v) for k, v in overrides.items()}
-    return dataclasses.replace(PRESETS[name], **parsed)
+    return make_config(PRESETS, name, overrides)
 
 
 def method_spec(cfg: HomNISTConfig, method: str) -> dict[str, Any]:
@@ -323,70 +298,9 @@ class HomographyViews:
         self.homographies.rng.bit_generator.state = state["homographies"]
 
 
-class TensorBatches:
-    """Resumable random mini-batches (with replacement) of aligned tensors."""
-
-    def __init__(self, *tensors: torch.Tensor, batch: int, seed: int = 0) -> None:
-        if not tensors or len({len(t) for t in tensors}) != 1:
-            raise ValueError("need one or more tensors of equal length")
-        self.tensors, self.batch = tensors, int(batch)
-        self.rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
-
-    def __call__(self) -> tuple[torch.Tensor, ...]:
-        idx = torch.from_numpy(self.rng.integers(0, len(self.tensors[0]), self.batch))
-        return tuple(t[idx] for t in self.tensors)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
-
 # --------------------------------------------------------------------------------------------
 # models
 # --------------------------------------------------------------------------------------------
-
-
-class LatentCNN(nn.Module):
-    """A standard CNN classifier on grid latents (B, C, h, w) (the ``ae_aug`` baseline's head).
-
-    conv3×3(C→w) → SiLU → avgpool 2 → conv3×3(w→w) → SiLU → avgpool 2 → flatten →
-    Linear(→ 4w) → SiLU → Linear(→ classes). Not invariant to anything by construction.
-    """
-
-    def __init__(self, in_channels: int, latent_shape: tuple[int, int], width: int = 64,
-                 num_classes: int = NUM_CLASSES) -> None:
-        super().__init__()
-        h, w = latent_shape[0] // 4, latent_shape[1] // 4
-        if h < 1 or w < 1:
-            raise ValueError(f"latent grid {latent_shape} is too small for two 2x2 poolings")
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.SiLU(), nn.AvgPool2d(2),
-            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), nn.AvgPool2d(2),
-            nn.Flatten(), nn.Linear(width * h * w, 4 * width), nn.SiLU(), nn.Linear(4 * width, num_classes),
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
-
-
-class _Classifier(nn.Module):
-    """A head with the ``step_loss`` protocol of :func:`~niso_geom.niso.autoencoder.pretrain`."""
-
-    def __init__(self, head: nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def step_loss(self, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-        features, labels = batch
-        logits = self.head(features)
-        loss = F.cross_entropy(logits, labels)
-        acc = (logits.argmax(-1) == labels).float().mean()
-        return {"loss": loss, "acc": acc.detach()}
 
 
 def build_autoencoder(cfg: HomNISTConfig, kind: str, alpha: float = 0.5, beta: float = 0.1
@@ -414,20 +328,6 @@ def build_head(cfg: HomNISTConfig, kind: str, latent_shape: tuple[int, int]) -> 
 # --------------------------------------------------------------------------------------------
 # one method, one seed
 # --------------------------------------------------------------------------------------------
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _features(model: NIsoAutoencoder | PlainAutoencoder, images_u8: torch.Tensor, kind: str, batch: int,
@@ -539,7 +439,7 @@ def run_method(cfg: HomNISTConfig, method: str, seed: int, out_dir: str | os.Pat
     # 3. classifier head
     torch.manual_seed(seed + 1)
     head = build_head(cfg, spec["kind"], model.latent_shape)
-    clf = _Classifier(head)
+    clf = Classifier(head)
     head_res = pretrain(clf, TensorBatches(feats, feat_labels, batch=cfg.head_batch, seed=seed), cfg.head_steps,
                         lr=cfg.head_lr, warmup=cfg.head_warmup, end_lr=cfg.head_lr * 0.05, amp="off", device=dev,
                         out_dir=out / "head", resume=resume, progress=progress,
@@ -569,7 +469,7 @@ def run_method(cfg: HomNISTConfig, method: str, seed: int, out_dir: str | os.Pat
         "spec": spec,
         "config_digest": cfg.digest(),
     }
-    _write_json(result_path, rec)
+    write_json(result_path, rec)
     return rec
 
 
@@ -579,32 +479,9 @@ def run_method(cfg: HomNISTConfig, method: str, seed: int, out_dir: str | os.Pat
 
 
 def aggregate(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
-    """``{"num_classes": 10, "methods": {m: {accuracy_mean, accuracy_se, seeds, wall_seconds}}}``.
-
-    Accuracies are fractions; ``accuracy_se`` is the standard error of the mean over seeds
-    (sample std / sqrt(n); null for a single seed); ``seeds`` the list of seeds; ``wall_seconds``
-    the total over seeds.
-    """
-    out: dict[str, Any] = {"num_classes": NUM_CLASSES, "methods": {}}
-    for m in methods:
-        rs = sorted((r for r in records if r["method"] == m), key=lambda r: r["seed"])
-        if not rs:
-            continue
-        accs = np.array([r["accuracy"] for r in rs], dtype=np.float64)
-        se = float(accs.std(ddof=1) / math.sqrt(len(accs))) if len(accs) > 1 else None
-        out["methods"][m] = {
-            "accuracy_mean": float(accs.mean()),
-            "accuracy_se": se,
-            "seeds": [int(r["seed"]) for r in rs],
-            "wall_seconds": float(sum(r["wall_seconds"] for r in rs)),
-        }
-    return out
-
-
-def _pct(mean: float | None, se: float | None) -> str:
-    if mean is None:
-        return "—"
-    return f"{100 * mean:.2f}" + (f" ± {100 * se:.2f}" if se is not None else "")
+    """``{"num_classes": 10, "methods": {m: {accuracy_mean, accuracy_se, seeds, wall_seconds}}}``
+    (:func:`~niso_geom.experiments.common.aggregate`)."""
+    return _aggregate(records, methods, NUM_CLASSES)
 
 
 def summary_rows(results: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -617,7 +494,7 @@ def summary_rows(results: dict[str, Any], records: Sequence[dict[str, Any]]) -> 
         paper = PAPER_RESULTS.get(m)
         rows.append([
             METHOD_LABELS.get(m, m),
-            _pct(r["accuracy_mean"], r["accuracy_se"]) if r else "not run",
+            pct(r["accuracy_mean"], r["accuracy_se"]) if r else "not run",
             f"{100 * float(np.mean(clean)):.2f}" if clean else "—",
             (f"{paper[0]:.2f}" + (f" ± {paper[1]:.2f}" if paper[1] is not None else "")) if paper else "—",
             str(len(r["seeds"])) if r else "—",
@@ -645,11 +522,6 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
 
 def write_markdown(path: Path, cfg: HomNISTConfig, results: dict[str, Any], records: Sequence[dict[str, Any]],
                    info: dict[str, Any]) -> None:
-    def table(rows: list[list[str]], headers: list[str]) -> str:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
-
     n_test = records[0]["num_test"] if records else 0
     rows = summary_rows(results, records)
     text = [
@@ -665,7 +537,7 @@ def write_markdown(path: Path, cfg: HomNISTConfig, results: dict[str, Any], reco
         "\"clean\" is the same classifier on the unwarped test digits. Paper numbers: Table 1 of "
         "Mitchel et al. (NeurIPS 2024), full-size models and test set.",
         "",
-        table(rows, SUMMARY_HEADERS),
+        markdown_table(rows, SUMMARY_HEADERS),
         "",
         "Checks (issue targets for the cpu preset):",
         "",
@@ -673,7 +545,7 @@ def write_markdown(path: Path, cfg: HomNISTConfig, results: dict[str, Any], reco
     for label, ok in targets(results):
         text.append(f"- {label}: {'n/a' if ok is None else ('yes' if ok else 'NO')}")
     text += ["", "Per run:", "",
-             table([[METHOD_LABELS.get(r["method"], r["method"]), str(r["seed"]), f"{100 * r['accuracy']:.2f}",
+             markdown_table([[METHOD_LABELS.get(r["method"], r["method"]), str(r["seed"]), f"{100 * r['accuracy']:.2f}",
                      f"{100 * r['clean_accuracy']:.2f}", f"{r['timings']['pretrain']:.0f}",
                      f"{r['timings']['features'] + r['timings']['head']:.0f}", f"{r['timings']['eval']:.0f}"]
                     for r in records],
@@ -700,7 +572,7 @@ def run(cfg: HomNISTConfig, out_dir: str | os.PathLike, *, methods: Sequence[str
     dev = resolve_device(device)
     info = {"device": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "python": platform.python_version(), "methods": methods, "seeds": list(seeds)}
-    _write_json(out / "config.json", {"config": cfg.to_dict(), "config_digest": cfg.digest(), **info})
+    write_json(out / "config.json", {"config": cfg.to_dict(), "config_digest": cfg.digest(), **info})
     t0 = time.perf_counter()
 
     train = load_train_digits(data_root)
@@ -724,6 +596,6 @@ def run(cfg: HomNISTConfig, out_dir: str | os.PathLike, *, methods: Sequence[str
                 on_record(rec)
     results = aggregate(records, methods)
     info["total_wall_seconds"] = time.perf_counter() - t0
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     write_markdown(out / "results.md", cfg, results, records, info)
     return results, records

@@ -1,0 +1,192 @@
+"""Pieces shared by the experiment modules (homNIST, conformal SHREC'11, ...).
+
+* configs: :func:`make_config` (a frozen-dataclass preset plus ``KEY=VALUE`` overrides parsed by
+  field type) and :func:`config_digest`;
+* training data: :class:`TensorBatches` (resumable random mini-batches of aligned tensors);
+* heads: :class:`Classifier`, a head with the ``step_loss`` protocol of
+  :func:`~niso_geom.niso.autoencoder.pretrain` (cross-entropy, accuracy logged);
+* results: :func:`write_json` (atomic), :func:`aggregate` (mean ± standard error over seeds in the
+  ``results.json`` layout), :func:`pct` and :func:`markdown_table`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "Classifier",
+    "TensorBatches",
+    "aggregate",
+    "coerce_field",
+    "config_digest",
+    "make_config",
+    "markdown_table",
+    "pct",
+    "write_json",
+]
+
+C = TypeVar("C")
+
+
+# --------------------------------------------------------------------------------------------
+# configs
+# --------------------------------------------------------------------------------------------
+
+
+def coerce_field(field: dataclasses.Field, value: Any) -> Any:
+    """Parse a string override for ``field`` (ints, floats, bools, tuples, optional values)."""
+    if not isinstance(value, str):
+        return value
+    kind = str(field.type)
+    text = value.strip()
+    if "None" in kind and text.lower() in ("none", "null", ""):
+        return None
+    if "tuple" in kind:
+        return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
+    if "bool" in kind:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{field.name}: expected a boolean, got {value!r}")
+    if "int" in kind:
+        return int(text)
+    if "float" in kind:
+        return float(text)
+    return text
+
+
+def make_config(presets: Mapping[str, C], name: str, overrides: Mapping[str, Any]) -> C:
+    """``presets[name]`` with ``overrides`` (strings parsed by field type; unknown keys raise)."""
+    if name not in presets:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")
+    base = presets[name]
+    fields = {f.name: f for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known: {sorted(fields)}")
+    parsed = {k: coerce_field(fields[k], v) for k, v in overrides.items()}
+    return dataclasses.replace(base, **parsed)  # type: ignore[type-var]
+
+
+def config_digest(cfg: Any, ignore: Iterable[str] = ()) -> str:
+    """A short hash of a dataclass config's fields, leaving out ``ignore`` (bookkeeping fields)."""
+    skip = set(ignore)
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# training data and heads
+# --------------------------------------------------------------------------------------------
+
+
+class TensorBatches:
+    """Resumable random mini-batches (with replacement) of aligned tensors."""
+
+    def __init__(self, *tensors: torch.Tensor, batch: int, seed: int = 0) -> None:
+        if not tensors or len({len(t) for t in tensors}) != 1:
+            raise ValueError("need one or more tensors of equal length")
+        self.tensors, self.batch = tensors, int(batch)
+        self.rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+
+    def __call__(self) -> tuple[torch.Tensor, ...]:
+        idx = torch.from_numpy(self.rng.integers(0, len(self.tensors[0]), self.batch))
+        return tuple(t[idx] for t in self.tensors)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+class Classifier(nn.Module):
+    """A head with the ``step_loss`` protocol of :func:`~niso_geom.niso.autoencoder.pretrain`.
+
+    ``step_loss((inputs, labels))`` returns the mean cross-entropy of ``head(inputs)`` and the
+    batch accuracy (logged, not differentiated). ``forward`` returns the logits.
+    """
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def step_loss(self, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        features, labels = batch
+        logits = self.head(features)
+        loss = F.cross_entropy(logits, labels)
+        acc = (logits.argmax(-1) == labels).float().mean()
+        return {"loss": loss, "acc": acc.detach()}
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def aggregate(records: Sequence[Mapping[str, Any]], methods: Sequence[str], num_classes: int) -> dict[str, Any]:
+    """``{"num_classes": n, "methods": {m: {accuracy_mean, accuracy_se, seeds, wall_seconds}}}``.
+
+    Accuracies are fractions; ``accuracy_se`` is the standard error of the mean over seeds
+    (sample std / sqrt(n); null for a single seed); ``seeds`` the list of seeds; ``wall_seconds``
+    the total over seeds. Methods without records are left out.
+    """
+    out: dict[str, Any] = {"num_classes": int(num_classes), "methods": {}}
+    for m in methods:
+        rs = sorted((r for r in records if r["method"] == m), key=lambda r: r["seed"])
+        if not rs:
+            continue
+        accs = np.array([r["accuracy"] for r in rs], dtype=np.float64)
+        se = float(accs.std(ddof=1) / math.sqrt(len(accs))) if len(accs) > 1 else None
+        out["methods"][m] = {
+            "accuracy_mean": float(accs.mean()),
+            "accuracy_se": se,
+            "seeds": [int(r["seed"]) for r in rs],
+            "wall_seconds": float(sum(r["wall_seconds"] for r in rs)),
+        }
+    return out
+
+
+def pct(mean: float | None, se: float | None) -> str:
+    """A fraction as ``"12.34 ± 0.56"`` percent (``"—"`` for None; no ± without a standard error)."""
+    if mean is None:
+        return "—"
+    return f"{100 * mean:.2f}" + (f" ± {100 * se:.2f}" if se is not None else "")
+
+
+def markdown_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
