@@ -49,6 +49,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from niso_geom.niso import distributed
 from niso_geom.niso.isometry import iso_solve_coeffs
 from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod, no_autocast
 from niso_geom.niso.losses import l1, multiplicity_loss
@@ -475,7 +476,8 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
              out_dir: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
              checkpoint_every: int = 1000, keep_checkpoints: int = 2, log_every: int = 50,
              desc: str = "pretrain", extra: Mapping[str, Any] | None = None,
-             on_log: Callable[[dict[str, Any]], None] | None = None) -> PretrainResult:
+             on_log: Callable[[dict[str, Any]], None] | None = None,
+             param_groups: Sequence[dict[str, Any]] | None = None) -> PretrainResult:
     """Train ``model`` for ``steps`` optimizer updates on batches from ``pair_sampler``.
 
     The model follows the ``step_loss(batch) -> {"loss": ..., other terms}`` protocol
@@ -498,6 +500,15 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
     progress : tqdm progress bar.
     extra : stored in every checkpoint's ``extra`` (e.g. the config).
     on_log : called with every metrics record.
+    param_groups : optimizer parameter groups instead of ``model.parameters()``; a group's
+        ``lr_scale`` scales the schedule for it (:func:`~niso_geom.niso.training.make_scheduler`).
+
+    Distributed data parallel (one code path, :mod:`niso_geom.niso.distributed`): inside a
+    ``torch.distributed`` process group (e.g. under ``torchrun``), every rank draws the same
+    global micro-batch from its identically seeded ``pair_sampler``, keeps its shard of it, and
+    :class:`~torch.nn.parallel.DistributedDataParallel` averages the gradients, so the updates
+    equal those of one process on the global batch. Logged terms are averaged over ranks; only
+    rank 0 writes metrics and checkpoints; every rank resumes from the same checkpoint.
 
     Returns
     -------
@@ -507,7 +518,8 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
 
     if steps < 0 or accum < 1:
         raise ValueError(f"need steps >= 0 and accum >= 1, got steps={steps}, accum={accum}")
-    dev = resolve_device(device)
+    ctx = distributed.context()
+    dev = distributed.rank_device(resolve_device(device))
     model.to(dev)
     amp_dtype = resolve_amp_dtype(amp, dev)
     if hasattr(model, "amp_dtype"):
@@ -515,7 +527,8 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
     use_scaler = amp_dtype == torch.float16 and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
-    optimizer = make_optimizer(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = make_optimizer(model.parameters() if param_groups is None else param_groups, lr=lr,
+                               weight_decay=weight_decay)
     scheduler = make_scheduler(optimizer, decay_steps=decay_steps or max(steps, 1), warmup=warmup,
                                init=init_lr, end=end_lr, peak=lr)
     run_dir = Path(out_dir) if out_dir is not None else None
@@ -533,11 +546,21 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
             scaler.load_state_dict(json.loads(loaded.extra["scaler_state"]))
         ckpt_path = found
         log.info("%s: resumed from %s (step %d)", desc, found, start)
-    writer = _JsonlWriter(run_dir / "metrics.jsonl" if run_dir is not None else None, start)
+    writer = _JsonlWriter(run_dir / "metrics.jsonl" if run_dir is not None and ctx.is_main else None, start)
+    net: nn.Module | None = None
+    if ctx.distributed and any(p.requires_grad for p in model.parameters()):
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(distributed.StepLossModule(model),
+                                      device_ids=[dev.index] if dev.type == "cuda" else None,
+                                      find_unused_parameters=True)
 
     def checkpoint(step: int, wall: float) -> Path | None:
         if ckpt_dir is None:
             return None
+        if not ctx.is_main:
+            distributed.barrier()
+            return ckpt_dir / f"step_{step:09d}.pt"
         payload = {"wall_seconds": wall, **(dict(extra) if extra else {})}
         if hasattr(pair_sampler, "state_dict"):
             payload["sampler_state"] = json.dumps(pair_sampler.state_dict())
@@ -545,6 +568,7 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
             payload["scaler_state"] = json.dumps(scaler.state_dict())
         path = save_checkpoint(ckpt_dir / f"step_{step:09d}.pt", model, optimizer, scheduler, step, payload)
         _prune_checkpoints(ckpt_dir, keep_checkpoints)
+        distributed.barrier()
         return path
 
     model.train()
@@ -557,14 +581,17 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
     try:
         for step in range(start, steps):
             optimizer.zero_grad(set_to_none=True)
-            for _ in range(accum):
-                batch = tuple(t.to(dev, non_blocking=True) for t in pair_sampler())
-                terms = model.step_loss(batch)
-                loss = terms["loss"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at step {step}")
-                scaled = loss / accum
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            for micro in range(accum):
+                batch = tuple(t.to(dev, non_blocking=True) for t in distributed.shard(pair_sampler(), ctx))
+                # under DDP, gradients are all-reduced once per update, on the last micro-batch
+                sync = net.no_sync() if net is not None and micro < accum - 1 else contextlib.nullcontext()
+                with sync:
+                    terms = model.step_loss(batch) if net is None else net(*batch)
+                    loss = terms["loss"]
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at step {step}")
+                    scaled = loss / accum
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 for key, val in terms.items():
                     sums[key] = sums.get(key, 0.0) + float(val.detach()) / accum
             lr_now = optimizer.param_groups[0]["lr"]
@@ -578,7 +605,8 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
             done = step + 1
             bar.update(1)
             if done % log_every == 0 or done == steps:
-                record = {"step": done, "lr": lr_now, **{k: v / count for k, v in sums.items()},
+                means = distributed.all_reduce_mean({k: v / count for k, v in sums.items()})
+                record = {"step": done, "lr": lr_now, **means,
                           "seconds": wall0 + time.perf_counter() - t0}
                 final = {k: v for k, v in record.items() if k not in ("step",)}
                 writer.write(record)

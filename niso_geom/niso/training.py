@@ -98,13 +98,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, decay_steps: int = 1_000
                    ) -> torch.optim.lr_scheduler.LambdaLR:
     """``LambdaLR`` with :class:`WarmupCosine`; ``peak`` defaults to the optimizer's ``lr``.
 
-    Call ``scheduler.step()`` after each ``optimizer.step()``.
+    A parameter group with an ``lr_scale`` entry follows the schedule scaled by it (e.g. 0.1 for
+    a fine-tuned encoder beside a fresh head). Call ``scheduler.step()`` after each
+    ``optimizer.step()``.
     """
     if peak is None:
         peak = optimizer.param_groups[0]["lr"]
     for group in optimizer.param_groups:
-        group["lr"] = peak
-        group["initial_lr"] = peak
+        base = peak * float(group.get("lr_scale", 1.0))
+        group["lr"] = base
+        group["initial_lr"] = base
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(peak, decay_steps, warmup, init, end))
 
 
