@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-
-from niso_geom.cli._common import add_data_root, format_table
+from niso_geom.cli._common import add_data_root, format_table, parse_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="build or show datasets (homnist; cshrec11 once its builder lands)")
+    p = sub.add_parser("data", help="build or show datasets (homnist, cshrec11)")
     dsub = p.add_subparsers(dest="data_command", metavar="{build,show}")
     dsub.required = True
     b = dsub.add_parser("build", help="build a dataset into the cache")
@@ -28,6 +28,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--no-progress", action="store_true")
     add_data_root(h)
     h.set_defaults(func=cmd_build_homnist)
+    c = bsub.add_parser("cshrec11", help="conformal SHREC'11: HKS of 25 classes pulled back to the sphere, "
+                                         "with random Möbius views (datasets/cshrec11/README.md)")
+    _cshrec11_args(c)
+    c.add_argument("--source", default=None, help="shrec_16 tarball (default: shrec_16.tar.gz in the data root)")
+    c.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    c.add_argument("--classes", default=None, help="comma-separated subset of classes (default all 25)")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_build_cshrec11)
+
+    s = dsub.add_parser("show", help="render a dataset")
+    ssub = s.add_subparsers(dest="dataset", metavar="DATASET")
+    ssub.required = True
+    cs = ssub.add_parser("cshrec11", help="one HKS channel of a few meshes: the map and 3 of its Möbius views")
+    _cshrec11_args(cs)
+    cs.add_argument("--source", default=None, help="shrec_16 tarball the dataset was built from")
+    cs.add_argument("--meshes", default=None, help="comma-separated mesh names (default: one per class, up to --count)")
+    cs.add_argument("--count", type=int, default=4, help="number of meshes when --meshes is not given (default 4)")
+    cs.add_argument("--channel", type=int, default=8, help="HKS channel 0..15 (default 8, t ≈ 0.12)")
+    cs.add_argument("--out", type=Path, required=True, help="PNG to write")
+    cs.set_defaults(func=cmd_show_cshrec11)
+
+
+def _cshrec11_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--res", default="96x192", help="grid HxW (default 96x192, the paper's)")
+    p.add_argument("--transforms", type=int, default=30, help="Möbius views per mesh (default 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=None, help="cache root (default $NISO_GEOM_CACHE_DIR or the user cache)")
+    add_data_root(p)
 
 
 def cmd_build_homnist(args: argparse.Namespace) -> int:
@@ -48,4 +76,61 @@ def cmd_build_homnist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folder(args: argparse.Namespace) -> Path:
+    from niso_geom.data.cshrec11 import _resolve_source, dataset_folder
 
+    _, sha = _resolve_source(args.source, args.data_root)
+    return dataset_folder(args.cache_dir, parse_size(args.res), args.transforms, args.seed, sha)
+
+
+def cmd_build_cshrec11(args: argparse.Namespace) -> int:
+    from niso_geom.data.cshrec11 import build_cshrec11, read_manifest
+
+    res = parse_size(args.res)
+    t0 = time.perf_counter()
+    folder = build_cshrec11(args.cache_dir, res=res, transforms=args.transforms, seed=args.seed,
+                            classes=args.classes, jobs=args.jobs, data_root=args.data_root,
+                            progress=not args.no_progress, source=args.source)
+    secs = time.perf_counter() - t0
+    m = read_manifest(folder)
+    last = m["last_build"]
+    built = [m["meshes"][n] for n in last["computed"]]
+    per_mesh = sum(b["seconds"]["total"] for b in built) / len(built) if built else float("nan")
+    rows = [["meshes (this build's classes)", len(last["computed"]) + len(last["reused"])],
+            ["  computed / reused", f"{len(last['computed'])} / {len(last['reused'])}"],
+            ["classes", f"{len(last['classes'])}: {', '.join(last['classes'])}"],
+            ["skipped classes", ", ".join(m["skipped_classes"])],
+            ["excluded meshes (genus 1)", _excluded(m["excluded_meshes"])],
+            ["grid, views", f"{res[0]}x{res[1]} equiangular, 1 + {args.transforms} Möbius"],
+            ["seconds (wall)", f"{secs:.1f}"],
+            ["seconds per computed mesh (one process)", f"{per_mesh:.2f}"],
+            ["meshes in folder, bytes", f"{m['counts']['meshes']}, {m['counts']['bytes'] / 1e6:.1f} MB"],
+            ["folder", str(folder)]]
+    print(format_table(rows, ["cSHREC'11", "value"]))
+    return 0
+
+
+def _excluded(entries: list[dict]) -> str:
+    from collections import Counter
+
+    per = Counter(e["relpath"].split("/")[0] for e in entries)
+    return f"{len(entries)} (" + ", ".join(f"{c} {n}" for c, n in sorted(per.items())) + "; see manifest.json)"
+
+
+def cmd_show_cshrec11(args: argparse.Namespace) -> int:
+    from niso_geom import plotting
+    from niso_geom.data.cshrec11 import plot_views, read_manifest
+
+    folder = _folder(args)
+    m = read_manifest(folder)
+    if args.meshes:
+        names = [n.strip() for n in args.meshes.split(",") if n.strip()]
+    else:
+        first: dict[str, str] = {}
+        for name, entry in m["meshes"].items():
+            first.setdefault(entry["class"], name)
+        names = list(first.values())[:args.count]
+    fig = plot_views(folder, names, channel=args.channel, n_mobius=3)
+    plotting.save(fig, args.out)
+    print(f"wrote {args.out} ({len(names)} meshes: {', '.join(names)}; channel {args.channel}; from {folder})")
+    return 0
