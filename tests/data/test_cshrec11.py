@@ -47,8 +47,9 @@ def test_source_listing_matches_the_recipe():
 
 def test_build_is_deterministic_across_cache_dirs_and_jobs(built, tmp_path):
     root, folder = built
-    again = cs.build_cshrec11(tmp_path, **TINY)
+    again = cs.build_cshrec11(tmp_path, **TINY, jobs=2)  # a process pool this time
     assert again.name == folder.name and again != folder
+    assert cs.read_manifest(again)["last_build"]["jobs"] == 2
     assert _checksums(again) == _checksums(folder)
     for name in _checksums(folder):  # the files themselves are byte-identical
         for ext in (".npy", ".npz"):
