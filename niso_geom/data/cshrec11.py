@@ -826,7 +826,8 @@ def plot_views(folder: str | os.PathLike, names: Sequence[str], *, channel: int 
     if not 0 <= channel < len(times):
         raise ValueError(f"channel must be in 0..{len(times) - 1}, got {channel}")
     cols = 1 + n_mobius
-    fig, axes = plt.subplots(len(names), cols, figsize=(2.6 * cols, 1.5 * len(names) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(len(names), cols, figsize=(2.6 * cols + 0.6, 1.5 * len(names) + 0.5), squeeze=False,
+                             layout="constrained")
     for r, name in enumerate(names):
         if name not in manifest["meshes"]:
             raise DataError(f"{folder}: mesh {name} is not built here (built: {len(manifest['meshes'])} meshes)")
@@ -844,7 +845,7 @@ def plot_views(folder: str | os.PathLike, names: Sequence[str], *, channel: int 
                            interpolation="nearest")
             ax.set_title(f"{manifest['meshes'][name]['class']} {name}: " + ("map" if c == 0 else f"Möbius {c}"),
                          fontsize=8)
-        fig.colorbar(im, ax=axes[r].tolist(), fraction=0.02, pad=0.01)
-    fig.suptitle(f"HKS t = {times[channel]:.3g} (unit-area mesh) pulled back to the sphere, "
-                 f"{arr.shape[2]}x{arr.shape[3]}", fontsize=9)
+        fig.colorbar(im, ax=axes[r].tolist(), fraction=0.03, pad=0.01)
+    fig.suptitle(f"HKS − 1 at t = {times[channel]:.3g} (unit-area mesh) on the sphere, "
+                 f"{arr.shape[2]}x{arr.shape[3]} (raw values)", fontsize=9)
     return fig
