@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spectra",
     "data",
     "homnist",
+    "cshrec11",
 )
 
 

@@ -107,3 +107,14 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (repeated ``--set``) -> {KEY: VALUE}; a malformed item exits with an error."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"niso: error: --set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from niso_geom.cli._common import add_data_root, format_table
+from niso_geom.cli._common import add_data_root, format_table, parse_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,16 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_run)
 
 
-def _parse_overrides(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"niso: error: --set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value
-    return out
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
@@ -61,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        cfg = homnist.preset(args.preset, **_parse_overrides(args.overrides))
+        cfg = homnist.preset(args.preset, **parse_overrides(args.overrides))
     except ValueError as exc:
         raise SystemExit(f"niso: error: {exc}") from exc
 

@@ -1,0 +1,113 @@
+"""The conformal SHREC'11 experiment: presets, view samplers, diagnostics, and every method end to end
+on an in-memory stand-in of the dataset (the CLI on real data is tested in test_cshrec11_cli.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from niso_geom.experiments import cshrec11
+from niso_geom.experiments.multiview import LabelledViews, ViewPairs, ViewTable, confusion_matrix, map_views
+
+from .cshrec11_fake import make_fake
+
+
+def test_presets_overrides_and_methods():
+    cfg = cshrec11.preset("cpu", steps="123", enc_channels="8,16,32", head_readout="none", finetune_operator="false")
+    assert cfg.steps == 123 and cfg.enc_channels == (8, 16, 32) and cfg.head_readout is None
+    assert cfg.finetune_operator is False and cfg.preset == "cpu"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.steps = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown config keys"):
+        cshrec11.preset("cpu", stepz=1)
+    assert cshrec11.preset("cpu").digest() == cshrec11.PRESETS["cpu"].digest() != cfg.digest()
+    paper = cshrec11.PRESETS["paper"]
+    assert (paper.res, paper.enc_channels, paper.enc_depth, paper.k, paper.latent_dim) == \
+        ((96, 192), (32, 64, 128, 256), (2, 2, 2, 2), 64, 64)
+    assert (paper.alpha, paper.beta, paper.steps, paper.head_steps, paper.head_readout) == (0.5, 0.01, 50_000, 10_000, None)
+    cpu = cshrec11.PRESETS["cpu"]
+    assert cpu.res == (48, 96) and cpu.classes is None and cpu.transforms == 30
+    assert cshrec11.build_niso(cpu).latent_shape == (12, 24)  # the paper's latent grid, N = 288 >= K = 64
+    assert cshrec11.method_spec(cpu, "niso_frozen")["pretrain_of"] == "niso"
+    assert cshrec11.method_spec(cpu, "cnn_aug")["pretrain_of"] is None
+    with pytest.raises(ValueError, match="unknown method"):
+        cshrec11.method_spec(cpu, "nft")
+
+
+def test_view_pairs_follow_the_reference_sampler_and_resume():
+    table = ViewTable(np.array([5, 7, 9]), torch.arange(3 * 31, dtype=torch.float32).reshape(3, 31, 1))
+    src = ViewPairs(table, [5, 9], 4000, seed=1, p_original=0.2)
+    obj, first, second = src.draw()
+    assert set(obj.tolist()) == {5, 9}
+    assert abs(np.mean(first == 0) - 0.2) < 0.03 and first.max() == 30
+    assert abs(np.mean(second == 0) - 1 / 31) < 0.015
+    small = ViewPairs(table, [7], 3, seed=2)
+    x, tx = small()
+    assert x.shape == (3, 1) and bool(((x // 31) == 1).all()) and bool(((tx // 31) == 1).all())  # same object
+    state = json.loads(json.dumps(small.state_dict()))
+    nxt = small()
+    again = ViewPairs(table, [7], 3, seed=99)
+    again.load_state_dict(state)
+    for a, b in zip(nxt, again()):
+        torch.testing.assert_close(a, b)
+    lab = LabelledViews(table, [5, 7], np.arange(10) * 10, 6, seed=0)
+    xs, ys = lab()
+    assert set(ys.tolist()) <= {50, 70} and xs.shape == (6, 1)
+    assert torch.equal((xs[:, 0] // 31).long(), torch.where(ys == 50, 0, 1))
+
+
+def test_map_views_and_confusion():
+    table = ViewTable(np.array([3, 1]), torch.randn(2, 5, 4))
+    doubled = map_views(lambda x: 2 * x, table, [1, 3], batch=3)
+    assert doubled.index.tolist() == [1, 3]
+    torch.testing.assert_close(doubled.all_views([3]), 2 * table.all_views([3]))
+    cm = confusion_matrix(np.array([[0, 1], [1, 1]]), np.array([0, 1]), 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]
+
+
+def test_diagnostics_on_a_pretrained_model():
+    ds = make_fake()
+    cfg = cshrec11.PRESETS["tiny"]
+    data = cshrec11.SeedData(ds, ds.train_index, ds.test_index, ds.labels,
+                             cshrec11.image_table(ds, np.concatenate([ds.train_index, ds.test_index])), 3)
+    torch.manual_seed(0)
+    model = cshrec11.build_niso(cfg)
+    eq = cshrec11.equivariance_error(model, data.images, data.test, 10, seed=3, batch=4)
+    assert eq["pairs"] == 10 and 0 <= eq["equiv_error"] <= eq["identity_error"] + 1e-6
+    mm = cshrec11.mass_map(model, cfg)
+    assert mm["mass"].shape == (4, 8) and mm["mass_sin_correlation"] is None  # untrained: constant mass
+    spec = cshrec11.spectral_summary(model, cfg)
+    assert 0 < spec["purity_mean"] <= 1 and sum(spec["multiplicity"]) <= cfg.k
+
+
+def test_every_method_end_to_end_on_a_stand_in_dataset(tmp_path, monkeypatch):
+    ds = make_fake(transforms=4)
+    monkeypatch.setattr(cshrec11, "load_data", lambda cfg, data_root=None, **kw: ds)
+    cfg = cshrec11.preset("tiny", steps="30", head_steps="40")
+    out = tmp_path / "run"
+    methods = ["niso", "niso_frozen", "sh_power"]  # every method runs in test_cshrec11_cli.py
+    res, recs = cshrec11.run(cfg, out, seeds=(0, 1), methods=methods, progress=False)
+    assert set(res) == {"num_classes", "methods"} and res["num_classes"] == 3
+    assert list(res["methods"]) == methods
+    for entry in res["methods"].values():
+        assert set(entry) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds"}
+        assert entry["seeds"] == [0, 1] and entry["accuracy_se"] is not None and entry["wall_seconds"] > 0
+    rec = json.loads((out / "niso" / "seed1" / "result.json").read_text())
+    assert rec["num_test_predictions"] == 6 * 5 and np.asarray(rec["confusion"]).sum() == 30
+    assert math.isclose(rec["accuracy"], np.trace(rec["confusion"]) / 30)
+    assert {"pretrained", "finetuned"} <= set(rec["diagnostics"])
+    assert (out / "niso" / "seed0" / "pretrain" / "metrics.jsonl").stat().st_size > 0
+    assert not (out / "niso_frozen" / "seed0" / "pretrain").exists()  # shares niso's pre-training
+    md = (out / "results.md").read_text()
+    assert "90.26 ± 1.27" in md and "69.36" in md and "| NIso (fine-tuned) |" in md
+    for fig in ("confusion.png", "mass_map.png"):
+        assert (out / fig).stat().st_size > 1000
+    before = (out / "sh_power" / "seed0" / "result.json").read_text()
+    res2, _ = cshrec11.run(cfg, out, seeds=(0, 1), methods=["sh_power"], progress=False)  # resumed: not retrained
+    assert (out / "sh_power" / "seed0" / "result.json").read_text() == before
+    assert res2["methods"]["sh_power"] == res["methods"]["sh_power"]
