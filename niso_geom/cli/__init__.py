@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "homnist",
     "cshrec11",
+    "mesh",
+    "pose",
 )
 
 
