@@ -20,7 +20,8 @@ Methods:
 * ``niso`` — a NIso operator (Φ, Λ, M) learned on unlabelled pairs of the same distribution with
   the identity encoder (as the ``spectra`` experiment: L1 reconstruction through the masked SO(K)
   map, β·multiplicity, spectral dropout), then frozen; τ = the masked Procrustes map of a pair;
-  a :class:`~niso_geom.niso.pose.PoseHead` (flatten τ → skip-MLP → 9D → SO(3)) regresses R.
+  a :class:`~niso_geom.niso.pose.PoseHead` (flatten τ → skip-MLP → 9D → SO(3)) regresses R
+  (``tau_mask=False``: the head sees the unmasked map in the learned basis instead, a variant).
 * ``no_operator`` — the ablation: the same τ solve and head, but in a fixed random orthonormal
   basis Φ (N×K, uniform mass 4π/N, drawn once per seed) and without the eigenvalue mask:
   τ = argmax_{SO(K)} tr(τᵀ Φᵀ M Tx xᵀ M Φ).
@@ -134,6 +135,7 @@ class PoseConfig:
     beta: float = 0.25
     dropout: bool = True
     op_rotations: str = "task"  # task (the pose pairs' rotations) | haar
+    tau_mask: bool = True  # niso: the head sees the masked τ (as the paper); False: the unmasked Procrustes map
     op_steps: int = 2000
     op_batch: int = 8
     op_lr: float = 1e-3
@@ -428,7 +430,7 @@ def run_method(cfg: PoseConfig, method: str, seed: int, out_dir: str | os.PathLi
                                       resume=resume)
 
         def features(x: torch.Tensor, tx: torch.Tensor) -> torch.Tensor:
-            return iso_solve(state, x.to(dev), tx.to(dev))
+            return iso_solve(state, x.to(dev), tx.to(dev), mask=cfg.tau_mask)
     elif method == "no_operator":
         basis = random_basis(grid.n, cfg.k, seed).to(dev)
 
