@@ -409,8 +409,8 @@ def run_method(cfg: PoseConfig, method: str, seed: int, out_dir: str | os.PathLi
                progress: bool = True, resume: bool = True) -> dict[str, Any]:
     """Train and evaluate one method with one seed; returns its record (also ``out_dir/result.json``).
 
-    With ``resume``, a finished record with the same config digest is returned as is, and
-    unfinished training continues from its checkpoints.
+    With ``resume``, a finished record with the same config digest is returned (marked
+    ``"resumed": True``, which is not saved), and unfinished training continues from its checkpoints.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
@@ -419,7 +419,7 @@ def run_method(cfg: PoseConfig, method: str, seed: int, out_dir: str | os.PathLi
     if resume and result_path.is_file():
         rec = json.loads(result_path.read_text())
         if rec.get("config_digest") == cfg.digest():
-            return rec
+            return {**rec, "resumed": True}
     dev = resolve_device(device)
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -664,8 +664,9 @@ def run(cfg: PoseConfig, out_dir: str | os.PathLike, *, methods: Sequence[str] =
             rec = run_method(cfg, m, int(seed), out / m / f"seed{int(seed)}", grid=grid, train_pairs=train_pairs,
                              eval_pairs=eval_pairs, device=dev, progress=progress, resume=resume)
             records.append(rec)
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            if not rec.get("resumed"):  # one line per finished method/seed, not per invocation
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
             if on_record is not None:
                 on_record(rec)
     results = aggregate(records, methods)

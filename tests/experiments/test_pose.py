@@ -122,3 +122,5 @@ def test_cli_pose_run_tiny_end_to_end_and_resume(tmp_path, capsys):
     rec = (out / "niso" / "seed0" / "result.json").read_text()
     assert main(["pose", "run", "--preset", "tiny", "--out", str(out), "--no-progress", "--methods", "niso"]) == 0
     assert (out / "niso" / "seed0" / "result.json").read_text() == rec
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["method"] for line in lines) == sorted(pose.METHODS)  # no duplicate on resume
