@@ -31,7 +31,10 @@ Methods (one seed each; :data:`METHODS`):
 ``e3nn_sh``
     :mod:`baselines.e3nn_sh`: an e3nn SO(3)-invariant network on the SH coefficients.
 
-Every classifier gets the same budget: ``head_steps`` updates of ``head_batch`` labelled views.
+Every classifier gets the same budget: ``head_steps`` updates of ``head_batch`` labelled views
+(random views as the paper, or with ``head_views="original"`` the untransformed view 0 only, so
+that the classifiers never see a labelled Möbius view and invariance must come from the
+representation, as in homNIST).
 
 Diagnostics of the pre-trained NIso model (in each record): the paper's equivariance error
 (its Table 4) ``‖τ ẑ − Tẑ‖ / ‖Tẑ‖`` on pairs of views of test meshes (beside the same ratio
@@ -196,6 +199,7 @@ class CShrec11Config:
     head_batch: int = 16
     head_lr: float = 1e-3
     head_warmup: int = 100
+    head_views: str = "all"  # "all": a random view per mesh (the paper); "original": view 0 only
     finetune_lr_scale: float = 0.2
     finetune_operator: bool = True
     baseline_width: int = 64
@@ -254,6 +258,8 @@ def preset(name: str = "cpu", **overrides: Any) -> CShrec11Config:
     cfg = make_config(PRESETS, name, overrides)
     if len(cfg.res) != 2:
         raise ValueError(f"res must be (H, W), got {cfg.res}")
+    if cfg.head_views not in ("all", "original"):
+        raise ValueError(f"head_views must be 'all' or 'original', got {cfg.head_views!r}")
     return cfg
 
 
@@ -558,25 +564,26 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
 
     t0 = time.perf_counter()
     torch.manual_seed(seed + 1)
+    head_views = None if cfg.head_views == "all" else [0]
     if kind == "niso_frozen":  # frozen encoder and operator: cached coefficients
         feats = map_views(lambda x: encode_coefficients(model, x), data.images, desc="coefficients", **ev)
         head = build_orthnet(cfg, data.num_classes)
         clf: nn.Module = Classifier(head)
-        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed)
+        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
         test_table, logits_fn = feats, clf
     elif kind == "niso_finetune":
         clf = NIsoClassifier(model, build_orthnet(cfg, data.num_classes), train_operator=cfg.finetune_operator)
-        src = LabelledViews(data.images, data.train, labels, cfg.head_batch, seed=seed)
+        src = LabelledViews(data.images, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
         test_table, logits_fn = data.images, clf
     elif kind == "ae":
         feats = map_views(lambda x: grid_latents(model, x), data.images, desc="latents", **ev)
         clf = Classifier(LatentCNN(cfg.latent_dim, model.latent_shape, cfg.baseline_width, data.num_classes))
-        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed)
+        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
         test_table, logits_fn = feats, clf
     elif kind == "cnn":
         clf = Classifier(SphereCNN(NUM_CHANNELS, tuple(cfg.res), cfg.enc_channels, cfg.enc_depth, cfg.latent_dim,
                                    data.num_classes, lift=cfg.lift, width=cfg.baseline_width))
-        src = LabelledViews(data.images, data.train, labels, cfg.head_batch, seed=seed)
+        src = LabelledViews(data.images, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
         test_table, logits_fn = data.images, clf
     elif kind == "sh_power":
         coeffs = data.sh_coefficients(max(cfg.sh_lmax, cfg.e3nn_lmax), cfg.eval_batch, dev, progress)
@@ -584,7 +591,7 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
         mlp = SHPowerMLP(NUM_CHANNELS, cfg.sh_lmax, data.num_classes, hidden=cfg.sh_hidden)
         mlp.fit_standardizer(feats.all_views(data.train).flatten(0, 1))
         clf = Classifier(mlp)
-        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed)
+        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
         test_table, logits_fn = feats, clf
     elif kind == "e3nn":
         coeffs = data.sh_coefficients(max(cfg.sh_lmax, cfg.e3nn_lmax), cfg.eval_batch, dev, progress)
@@ -595,7 +602,7 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
                                lmax_hidden=cfg.e3nn_lmax_hidden, layers=cfg.e3nn_layers)
         net.fit_scale(feats.all_views(data.train).flatten(0, 1))
         clf = Classifier(net)
-        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed)
+        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
         test_table, logits_fn = feats, clf
     else:  # pragma: no cover - method_spec guards this
         raise AssertionError(kind)
@@ -706,7 +713,8 @@ def write_markdown(path: Path, cfg: CShrec11Config, results: dict[str, Any], rec
         "# Conformal SHREC'11 results",
         "",
         f"Preset `{cfg.preset}`: {results['num_classes']} classes, {n_train} train / {n_test} test meshes "
-        f"(split seed = seed), {cfg.res[0]}×{cfg.res[1]} grid, {1 + cfg.transforms} views per mesh; "
+        f"(split seed = seed), {cfg.res[0]}×{cfg.res[1]} grid, {1 + cfg.transforms} views per mesh; classifiers "
+        f"trained on {'random views' if cfg.head_views == 'all' else 'the untransformed view 0 only'} of the train meshes; "
         f"accuracy over all {n_pred} test views (every view of every held-out test mesh), mean ± standard "
         f"error over seeds. Device {info.get('device')}, torch {info.get('torch')}, {info.get('threads')} threads"
         f"{', ' + str(info.get('world_size')) + ' DDP ranks' if info.get('world_size', 1) > 1 else ''}.",

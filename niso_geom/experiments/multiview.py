@@ -132,20 +132,24 @@ class ViewPairs(_Seeded):
 class LabelledViews(_Seeded):
     """Classifier batches: ``batch`` objects uniform over ``ids``, one uniform view each, and labels.
 
-    ``labels`` is indexed by global object id. Returns (inputs (B, ...), labels (B,) int64).
+    ``labels`` is indexed by global object id; ``views`` restricts the views drawn (e.g. ``[0]``:
+    the untransformed view only; None: all). Returns (inputs (B, ...), labels (B,) int64).
     """
 
     def __init__(self, table: ViewTable, ids: Sequence[int] | np.ndarray, labels: np.ndarray, batch: int, *,
-                 seed: int = 0) -> None:
+                 seed: int = 0, views: Sequence[int] | None = None) -> None:
         super().__init__(seed, 11)
         self.table, self.ids, self.batch = table, np.asarray(ids, dtype=np.int64), int(batch)
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        self.views = np.arange(table.num_views) if views is None else np.asarray(views, dtype=np.int64)
         if len(self.ids) == 0:
             raise ValueError("no objects to draw labelled views from")
+        if len(self.views) == 0 or self.views.min() < 0 or self.views.max() >= table.num_views:
+            raise ValueError(f"views must be a non-empty subset of 0..{table.num_views - 1}, got {self.views.tolist()}")
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
         obj = self.ids[self.rng.integers(0, len(self.ids), self.batch)]
-        views = self.rng.integers(0, self.table.num_views, self.batch)
+        views = self.views[self.rng.integers(0, len(self.views), self.batch)]
         return self.table.get(obj, views), self.labels[torch.from_numpy(obj)]
 
 

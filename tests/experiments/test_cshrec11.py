@@ -59,6 +59,12 @@ def test_view_pairs_follow_the_reference_sampler_and_resume():
     xs, ys = lab()
     assert set(ys.tolist()) <= {50, 70} and xs.shape == (6, 1)
     assert torch.equal((xs[:, 0] // 31).long(), torch.where(ys == 50, 0, 1))
+    originals, _ = LabelledViews(table, [5, 7], np.arange(10), 16, seed=0, views=[0])()
+    assert bool(((originals[:, 0] % 31) == 0).all())  # view 0 only
+    with pytest.raises(ValueError, match="views must be"):
+        LabelledViews(table, [5], np.arange(10), 2, views=[31])
+    with pytest.raises(ValueError, match="head_views"):
+        cshrec11.preset("tiny", head_views="some")
 
 
 def test_map_views_and_confusion():
