@@ -99,7 +99,7 @@ METHODS: tuple[str, ...] = ("niso", "no_operator", "raw_pair")
 METHOD_LABELS: dict[str, str] = {
     "niso": "NIso (τ from the learned operator)",
     "no_operator": "no operator (τ in a fixed random basis, no mask)",
-    "raw_pair": "raw pair (x, Tx) → CNN",
+    "raw_pair": "raw pair (x, Tx) → CNN or MLP",
     "identity": "identity prediction (reference)",
     "sh_oracle": "analytic SH degree-1 Procrustes (reference)",
 }
@@ -543,7 +543,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None]]:
 def _fmt(mean: float | None, se: float | None) -> str:
     if mean is None:
         return "—"
-    return f"{mean:.1f}" + (f" ± {se:.1f}" if se is not None else "")
+    return f"{mean:.2f}" + (f" ± {se:.2f}" if se is not None else "")
 
 
 SUMMARY_HEADERS = ["method", "median error °", "mean error °", "seeds", "wall s"]
@@ -557,7 +557,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
                      _fmt(r["mean_deg_mean"], r["mean_deg_se"]), str(len(r["seeds"])), f"{r['wall_seconds']:.0f}"])
     for name, r in results.get("references", {}).items():
         label = "Haar-random guess (chance)" if name == "haar_chance" else METHOD_LABELS.get(name, name)
-        rows.append([label, f"{r['median_deg']:.1f}", f"{r['mean_deg']:.1f}", "—", "—"])
+        rows.append([label, f"{r['median_deg']:.2f}", f"{r['mean_deg']:.2f}", "—", "—"])
     return rows
 
 
