@@ -362,7 +362,7 @@ def _operator_diagnostics(state: OperatorState, grid: SphereGrid, cfg: PoseConfi
     lt = min(grid.bandlimit, lmax_for(cfg.k) + 1)  # one degree beyond K's, where the grid resolves it
     truth = grid.analytic_eigenbasis(num_harmonics(lt))
     spaces = truth.eigenspaces()
-    a = assign_eigenspaces(state.phi.double().numpy(), truth, spaces)
+    a = assign_eigenspaces(state.phi.detach().cpu().double().numpy(), truth, spaces)
     return {"operator_purity": float(np.mean(a.purity)), "operator_counts": a.counts(len(spaces)).tolist(),
             "operator_degrees": lt}
 
@@ -376,7 +376,7 @@ def _train_operator(cfg: PoseConfig, seed: int, grid: SphereGrid, pairs: PosePai
                          rotations=None if cfg.op_rotations == "task" else cfg.op_rotations)
     torch.manual_seed(seed)
     res = pretrain(model, source, cfg.op_steps, lr=cfg.op_lr, warmup=cfg.op_warmup, end_lr=cfg.op_lr * 0.05,
-                   amp="off", device="cpu", out_dir=out, resume=resume, progress=progress,
+                   amp="off", device=device, out_dir=out, resume=resume, progress=progress,
                    checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, desc=f"niso s{seed} operator",
                    extra={"seed": seed, "stage": "operator"})
     op.eval()
