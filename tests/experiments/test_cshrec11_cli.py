@@ -13,7 +13,9 @@ from niso_geom.experiments.cshrec11 import METHODS
 
 
 def test_tiny_preset_via_the_cli(tmp_path, request, capsys):
-    cache = request.config.cache.mkdir("cshrec11-tiny") if request.config.cache is not None else tmp_path / "cache"
+    # keep the tiny build between runs in pytest's cache when the cache plugin is on
+    pytest_cache = getattr(request.config, "cache", None)
+    cache = pytest_cache.mkdir("cshrec11-tiny") if pytest_cache is not None else tmp_path / "cache"
     out = tmp_path / "run"
     threads = torch.get_num_threads()
     try:
