@@ -118,3 +118,45 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
             raise SystemExit(f"niso: error: --set expects KEY=VALUE, got {item!r}")
         out[key.strip()] = value
     return out
+
+
+def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str, device_default: str = "auto",
+                            device_help: str = "auto: CUDA if available (default)", threads_default: int | None = None,
+                            threads_help: str = "torch intra-op threads (default: torch's choice); 1 is often "
+                                                "faster on a busy machine") -> None:
+    """The arguments every ``niso EXPERIMENT run`` shares, after --preset/--seeds/--methods.
+
+    Adds --out, --device, --threads, --set KEY=VALUE (repeatable), --no-resume, --no-progress.
+    """
+    r.add_argument("--out", type=Path, required=True, help="run folder")
+    r.add_argument("--device", default=device_default, choices=["auto", "cpu", "cuda"], help=device_help)
+    r.add_argument("--threads", type=int, default=threads_default, help=threads_help)
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config field, e.g. {set_example} (repeatable)")
+    r.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --out")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def experiment_config(args: argparse.Namespace, experiment: Any) -> Any:
+    """Check --seeds/--threads, set torch's threads and return ``experiment.preset(--preset, **--set)``."""
+    import torch
+
+    if args.seeds < 1:
+        raise SystemExit(f"niso: error: --seeds must be >= 1, got {args.seeds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"niso: error: --threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        return experiment.preset(args.preset, **parse_overrides(args.overrides))
+    except ValueError as exc:
+        raise SystemExit(f"niso: error: {exc}") from exc
+
+
+def print_experiment_summary(rows: list[list[Any]], headers: list[str], targets: Any, written: str) -> None:
+    """The results table, the issue-target checks (label, True/False/None) and where the files are."""
+    print()
+    print(format_table(rows, headers))
+    checks = ", ".join(f"{label}: {'n/a' if ok is None else ('yes' if ok else 'NO')}" for label, ok in targets)
+    print(f"\n{checks}")
+    print(written)

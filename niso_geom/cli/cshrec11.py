@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from niso_geom.cli._common import add_data_root, format_table, parse_overrides
+from niso_geom.cli._common import add_data_root, add_experiment_run_args, experiment_config, print_experiment_summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,35 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seeds", type=int, default=1, help="number of seeds 0..N-1, each with its own split (default 1)")
     r.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + EXTRA_METHODS),
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS)})")
-    r.add_argument("--out", type=Path, required=True, help="run folder")
-    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: CUDA if available (default)")
-    r.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's choice); 1 is often faster on a busy machine")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set steps=3000 --set enc_channels=16,32,64 (repeatable)")
+    add_experiment_run_args(r, set_example="--set steps=3000 --set enc_channels=16,32,64")
     r.add_argument("--cache-dir", type=Path, default=None,
                    help="dataset cache root (default: $NISO_GEOM_CACHE_DIR, else the user cache folder)")
-    r.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --out")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_root(r)
     r.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import torch
-
     from niso_geom.experiments import cshrec11
     from niso_geom.niso import distributed
 
-    if args.seeds < 1:
-        raise SystemExit("niso: error: --seeds must be >= 1")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    try:
-        cfg = cshrec11.preset(args.preset, **parse_overrides(args.overrides))
-    except ValueError as exc:
-        raise SystemExit(f"niso: error: {exc}") from exc
+    cfg = experiment_config(args, cshrec11)
     ctx = distributed.init_from_env()
 
     def announce(rec: dict) -> None:
@@ -70,10 +53,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                                     progress=not args.no_progress and ctx.is_main, resume=not args.no_resume,
                                     on_record=announce)
     if ctx.is_main:
-        print()
-        print(format_table(cshrec11.summary_rows(results), cshrec11.SUMMARY_HEADERS))
-        checks = ", ".join(f"{label}: {'n/a' if ok is None else ('yes' if ok else 'NO')}"
-                           for label, ok in cshrec11.targets(results))
-        print(f"\n{checks}")
-        print(f"results.json, results.md and figures in {args.out}")
+        print_experiment_summary(cshrec11.summary_rows(results), cshrec11.SUMMARY_HEADERS, cshrec11.targets(results),
+                                 f"results.json, results.md and figures in {args.out}")
     return 0

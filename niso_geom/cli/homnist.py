@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from niso_geom.cli._common import add_data_root, format_table, parse_overrides
+from niso_geom.cli._common import add_data_root, add_experiment_run_args, experiment_config, print_experiment_summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,32 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS)}; also available: "
                                           f"{', '.join(EXTRA_METHODS)}, the ae_aug autoencoder with its head "
                                           "trained on homography-augmented labelled digits)")
-    r.add_argument("--out", type=Path, required=True, help="run folder")
-    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: CUDA if available (default)")
-    r.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's choice); 1 is often faster on a busy machine")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set steps=3000 --set enc_channels=32,64 (repeatable)")
-    r.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --out")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_experiment_run_args(r, set_example="--set steps=3000 --set enc_channels=32,64")
     add_data_root(r)
     r.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import torch
-
     from niso_geom.experiments import homnist
 
-    if args.seeds < 1:
-        raise SystemExit("niso: error: --seeds must be >= 1")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    try:
-        cfg = homnist.preset(args.preset, **parse_overrides(args.overrides))
-    except ValueError as exc:
-        raise SystemExit(f"niso: error: {exc}") from exc
+    cfg = experiment_config(args, homnist)
 
     def announce(rec: dict) -> None:
         print(f"{homnist.METHOD_LABELS[rec['method']]} (seed {rec['seed']}): homNIST {100 * rec['accuracy']:.2f} %, "
@@ -62,10 +44,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     results, records = homnist.run(cfg, args.out, methods=args.methods, seeds=range(args.seeds),
                                    data_root=args.data_root, device=args.device, progress=not args.no_progress,
                                    resume=not args.no_resume, on_record=announce)
-    print()
-    print(format_table(homnist.summary_rows(results, records), homnist.SUMMARY_HEADERS))
-    checks = ", ".join(f"{label}: {'n/a' if ok is None else ('yes' if ok else 'NO')}"
-                       for label, ok in homnist.targets(results))
-    print(f"\n{checks}")
-    print(f"results.json and results.md in {args.out}")
+    print_experiment_summary(homnist.summary_rows(results, records), homnist.SUMMARY_HEADERS, homnist.targets(results),
+                             f"results.json and results.md in {args.out}")
     return 0
