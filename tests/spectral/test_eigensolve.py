@@ -58,11 +58,11 @@ def test_retry_with_growing_shift(ops, monkeypatch):
     calls = []
     real = mod._shift_invert
 
-    def flaky(S, M, k, sigma, tol):
+    def flaky(S, M, k, sigma, tol, rng):
         calls.append(sigma)
         if len(calls) < 3:
             raise RuntimeError("Factor is exactly singular")
-        return real(S, M, k, sigma, tol)
+        return real(S, M, k, sigma, tol, rng)
 
     monkeypatch.setattr(mod, "_shift_invert", flaky)
     S, M = ops
