@@ -17,9 +17,12 @@ def ops():
 
 def test_strategies_agree(ops):
     S, M = ops
-    ref = eigensolve(S, M, 20, method="dense")
+    # k = 16 ends at a spectral gap (degrees 0..3 of the icosphere: 1 + 3 + 5 + 7); a k that
+    # cuts through a cluster (k = 20 inside degree 4's 4 + 5 split, a 0.2% gap) may return a
+    # copy from either side of the cut
+    ref = eigensolve(S, M, 16, method="dense")
     for method in ("shift-invert", "lobpcg"):
-        eb = eigensolve(S, M, 20, method=method)
+        eb = eigensolve(S, M, 16, method=method)
         np.testing.assert_allclose(eb.evals, ref.evals, rtol=1e-7, atol=1e-9)
         assert eb.orthonormality_error() < 1e-10
         # same subspaces (signs and rotations within eigenspaces are arbitrary)
