@@ -54,13 +54,19 @@ def _checksums(sums_file: Path, mtime: float) -> dict[str, str]:
     return table
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: Path, size: int, mtime: float) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 4 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: Path, size: int, mtime: float) -> str:
+    """:func:`file_sha256`, remembered while the file's size and mtime stay the same."""
+    return file_sha256(path)
 
 
 def data_file(relpath: str, root: str | os.PathLike | None = None, *, verify: bool = True) -> Path:

@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 from niso_geom.cache import DiskCache
 from niso_geom.domains.sphere import SphereGrid
 from niso_geom.errors import DataError, MeshError
+from niso_geom.shared_data import file_sha256
 
 __all__ = [
     "CSHREC11_VERSION",
@@ -128,14 +129,6 @@ def _natural(name: str) -> tuple[int, str]:
     return (int(digits) if digits else -1, name)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _resolve_source(source: str | os.PathLike | None, data_root: str | os.PathLike | None) -> tuple[Path, str]:
     """(tarball path, sha256). The default is verified against the data root's SHA256SUMS."""
     if source is None:
@@ -147,7 +140,7 @@ def _resolve_source(source: str | os.PathLike | None, data_root: str | os.PathLi
     path = Path(source)
     if not path.is_file():
         raise DataError(f"SHREC'11 source {path} not found (expected shrec_16.tar.gz)")
-    return path, _sha256_file(path)
+    return path, file_sha256(path)
 
 
 def list_source(tarball: str | os.PathLike) -> tuple[list[MeshEntry], list[MeshEntry]]:
@@ -372,7 +365,7 @@ def _verify(folder: Path, name: str, params: dict[str, Any], source_sha: str | N
         path = folder / "meshes" / entry["file"]
         if not path.is_file() or path.stat().st_size != entry["bytes"]:
             return False
-        if full and _sha256_file(path) != entry["sha256"]:
+        if full and file_sha256(path) != entry["sha256"]:
             return False
     return bool(rec.get("files"))
 
@@ -393,11 +386,11 @@ def _build_one(job: dict[str, Any]) -> dict[str, Any]:
     _atomic_write(npy, lambda f: np.lib.format.write_array(f, signals, allow_pickle=False))
     _atomic_write(npz, lambda f: f.write(_npz_bytes(arrays)))
     record = {"name": entry.name, "class": entry.cls, "relpath": entry.relpath, "params": params,
-              "source_sha256": job["source_sha256"], "obj_sha256": _sha256_file(obj),
+              "source_sha256": job["source_sha256"], "obj_sha256": file_sha256(obj),
               "n_vertices": len(V), "n_faces": len(F), "num_views": int(signals.shape[0]),
-              "files": {"signals": _file_entry(npy, _sha256_file(npy)) | {"dtype": "float16",
+              "files": {"signals": _file_entry(npy, file_sha256(npy)) | {"dtype": "float16",
                                                                            "shape": list(signals.shape)},
-                        "extras": _file_entry(npz, _sha256_file(npz)) | {"arrays": sorted(arrays)}},
+                        "extras": _file_entry(npz, file_sha256(npz)) | {"arrays": sorted(arrays)}},
               **info}
     _write_json(_record_path(folder, entry.name), record)
     return record

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from niso_geom.cache import DiskCache, content_key
 from niso_geom.data.mnist import MNIST_PICKLE, load_mnist, load_mnist_idx, pad_images
 from niso_geom.errors import DataError
+from niso_geom.shared_data import file_sha256
 from niso_geom.geometry.homography import (
     HOMCONV_SCALES,
     invert,
@@ -260,13 +261,6 @@ def _digest(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +281,7 @@ def _manifest(key: str, params: dict[str, Any], arrays: dict[str, np.ndarray], p
     files = []
     if path is not None:
         files.append({"name": path.name, "path": str(path.relative_to(root)) if root else str(path),
-                      "bytes": path.stat().st_size, "sha256": _file_sha256(path)})
+                      "bytes": path.stat().st_size, "sha256": file_sha256(path)})
     return {
         "dataset": "homnist-test",
         "key": key,
