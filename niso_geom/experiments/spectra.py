@@ -276,7 +276,7 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
            max_steps: int | None) -> dict[str, Any]:
     from niso_geom.cli._common import write_json
     from niso_geom.niso.training import (checkpoint_name, latest_checkpoint, load_checkpoint, make_optimizer,
-                                         make_scheduler, save_checkpoint)
+                                         make_scheduler, prune_checkpoints, save_checkpoint)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -325,7 +325,7 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
                 mf.flush()
                 save_checkpoint(ckpt_dir / checkpoint_name(done), op, opt, sched, done,
                                 extra={"wall_seconds": wall0 + time.perf_counter() - t0})
-                _prune(ckpt_dir, keep=2)
+                prune_checkpoints(ckpt_dir, keep=2)
     wall = wall0 + time.perf_counter() - t0
     if stop < cfg.steps:
         return {"stopped_at": stop, "wall_seconds": wall}
@@ -349,12 +349,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < step]
     path.write_text("".join(ln + "\n" for ln in lines))
-
-
-def _prune(ckpt_dir: Path, keep: int) -> None:
-    files = sorted(ckpt_dir.glob("step-*.pt"))
-    for f in files[:-keep]:
-        f.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ from niso_geom.niso.training import (
     load_checkpoint,
     make_optimizer,
     make_scheduler,
+    prune_checkpoints,
     save_checkpoint,
 )
 
@@ -462,13 +463,6 @@ class _JsonlWriter:
             f.write(json.dumps(record) + "\n")
 
 
-def _prune_checkpoints(directory: Path, keep: int) -> None:
-    files = sorted(directory.glob("step_*.pt"))
-    for p in files[:-keep] if keep > 0 else []:
-        with contextlib.suppress(OSError):
-            p.unlink()
-
-
 def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: float = 5e-4,
              weight_decay: float = 1e-4, warmup: int = 2000, decay_steps: int | None = None,
              init_lr: float = 1e-8, end_lr: float = 5e-5, accum: int = 1,
@@ -567,7 +561,7 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
         if scaler is not None:
             payload["scaler_state"] = json.dumps(scaler.state_dict())
         path = save_checkpoint(ckpt_dir / f"step_{step:09d}.pt", model, optimizer, scheduler, step, payload)
-        _prune_checkpoints(ckpt_dir, keep_checkpoints)
+        prune_checkpoints(ckpt_dir, keep_checkpoints)
         distributed.barrier()
         return path
 

@@ -200,6 +200,14 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:09d}.pt"
 
 
+def prune_checkpoints(directory: str | os.PathLike, keep: int) -> None:
+    """Delete all but the ``keep`` latest ``step_*.pt`` files of ``directory`` (keep ≤ 0: none)."""
+    files = sorted(Path(directory).glob("step_*.pt"))
+    for p in files[:-keep] if keep > 0 else []:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The ``step_*.pt`` file with the highest step in ``directory``, or None."""
     directory = Path(directory)

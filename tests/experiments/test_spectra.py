@@ -14,10 +14,12 @@ def _losses(run):
 
 
 def test_tiny_torus_training_lowers_loss_and_resume_continues_the_curve(tmp_path):
-    cfg = preset("tiny", "torus", steps=60, checkpoint_every=30)
+    cfg = preset("tiny", "torus", steps=60, checkpoint_every=15)
     straight = tmp_path / "straight"
     rep = train(cfg, straight, progress=False)
     losses = _losses(straight)
+    # the two latest checkpoints are kept
+    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step_000000045.pt", "step_000000060.pt"]
     assert len(losses) == 60
     assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10])
     for key in ("purity_mean", "eigenvalue_spearman", "tau_block_energy", "tau_block_energy_random", "commutator",
