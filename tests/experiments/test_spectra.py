@@ -42,6 +42,18 @@ def test_resume_refuses_a_different_config(tmp_path):
         train(preset("tiny", "torus", steps=4, checkpoint_every=2, beta=0.1), tmp_path, progress=False)
 
 
+def test_lr_end_equal_to_lr_holds_the_rate_after_warmup(tmp_path):
+    cfg = preset("tiny", "torus", steps=24, warmup=4, lr=2e-3, lr_end=2e-3)
+    train(cfg, tmp_path, progress=False, max_steps=24)
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[1] < lrs[3] and lrs[-1] == pytest.approx(2e-3)
+    assert np.allclose(lrs[4:], 2e-3)
+    decayed = preset("tiny", "torus", steps=24, warmup=4, lr=2e-3)  # default lr_end: cosine decay
+    train(decayed, tmp_path / "decayed", progress=False, max_steps=24)
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "decayed" / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[-1] < 0.1 * 2e-3
+
+
 @pytest.mark.parametrize("domain", ["sphere", "mesh"])
 def test_cli_spectra_and_compare(domain, tmp_path, capsys):
     out = tmp_path / domain
