@@ -62,6 +62,7 @@ from niso_geom.niso.operator import (
     unproject,
 )
 from niso_geom.niso.training import (
+    checkpoint_name,
     latest_checkpoint,
     load_checkpoint,
     make_optimizer,
@@ -560,7 +561,7 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
             payload["sampler_state"] = json.dumps(pair_sampler.state_dict())
         if scaler is not None:
             payload["scaler_state"] = json.dumps(scaler.state_dict())
-        path = save_checkpoint(ckpt_dir / f"step_{step:09d}.pt", model, optimizer, scheduler, step, payload)
+        path = save_checkpoint(ckpt_dir / checkpoint_name(step), model, optimizer, scheduler, step, payload)
         prune_checkpoints(ckpt_dir, keep_checkpoints)
         distributed.barrier()
         return path

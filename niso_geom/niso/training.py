@@ -201,7 +201,7 @@ def checkpoint_name(step: int) -> str:
 
 
 def prune_checkpoints(directory: str | os.PathLike, keep: int) -> None:
-    """Delete all but the ``keep`` latest ``step_*.pt`` files of ``directory`` (keep ≤ 0: none)."""
+    """Delete all but the ``keep`` latest ``step_*.pt`` files of ``directory`` (keep ≤ 0 keeps them all)."""
     files = sorted(Path(directory).glob("step_*.pt"))
     for p in files[:-keep] if keep > 0 else []:
         with contextlib.suppress(OSError):
