@@ -36,13 +36,13 @@ from tqdm.auto import tqdm
 from niso_geom.cache import DiskCache, content_key
 from niso_geom.data.mnist import MNIST_PICKLE, load_mnist, load_mnist_idx, pad_images
 from niso_geom.errors import DataError
-from niso_geom.shared_data import file_sha256
 from niso_geom.geometry.homography import (
     HOMCONV_SCALES,
     invert,
     sample_homographies,
     sample_homographies_metropolis,
 )
+from niso_geom.shared_data import file_sha256
 
 __all__ = [
     "HOMNIST_VERSION",
@@ -259,7 +259,6 @@ def _digest(a: np.ndarray) -> str:
     h.update(json.dumps([a.dtype.str, list(a.shape)]).encode())
     h.update(memoryview(a).cast("B"))
     return h.hexdigest()
-
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:

@@ -564,48 +564,39 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
 
     t0 = time.perf_counter()
     torch.manual_seed(seed + 1)
-    head_views = None if cfg.head_views == "all" else [0]
     if kind == "niso_frozen":  # frozen encoder and operator: cached coefficients
-        feats = map_views(lambda x: encode_coefficients(model, x), data.images, desc="coefficients", **ev)
-        head = build_orthnet(cfg, data.num_classes)
-        clf: nn.Module = Classifier(head)
-        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
-        test_table, logits_fn = feats, clf
+        table = map_views(lambda x: encode_coefficients(model, x), data.images, desc="coefficients", **ev)
+        clf: nn.Module = Classifier(build_orthnet(cfg, data.num_classes))
     elif kind == "niso_finetune":
         clf = NIsoClassifier(model, build_orthnet(cfg, data.num_classes), train_operator=cfg.finetune_operator)
-        src = LabelledViews(data.images, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
-        test_table, logits_fn = data.images, clf
+        table = data.images
     elif kind == "ae":
-        feats = map_views(lambda x: grid_latents(model, x), data.images, desc="latents", **ev)
+        table = map_views(lambda x: grid_latents(model, x), data.images, desc="latents", **ev)
         clf = Classifier(LatentCNN(cfg.latent_dim, model.latent_shape, cfg.baseline_width, data.num_classes))
-        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
-        test_table, logits_fn = feats, clf
     elif kind == "cnn":
         clf = Classifier(SphereCNN(NUM_CHANNELS, tuple(cfg.res), cfg.enc_channels, cfg.enc_depth, cfg.latent_dim,
                                    data.num_classes, lift=cfg.lift, width=cfg.baseline_width))
-        src = LabelledViews(data.images, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
-        test_table, logits_fn = data.images, clf
+        table = data.images
     elif kind == "sh_power":
         coeffs = data.sh_coefficients(max(cfg.sh_lmax, cfg.e3nn_lmax), cfg.eval_batch, dev, progress)
-        feats = map_views(lambda c: power_spectrum(c, cfg.sh_lmax), coeffs, batch=4096, device=dev)
+        table = map_views(lambda c: power_spectrum(c, cfg.sh_lmax), coeffs, batch=4096, device=dev)
         mlp = SHPowerMLP(NUM_CHANNELS, cfg.sh_lmax, data.num_classes, hidden=cfg.sh_hidden)
-        mlp.fit_standardizer(feats.all_views(data.train).flatten(0, 1))
+        mlp.fit_standardizer(table.all_views(data.train).flatten(0, 1))
         clf = Classifier(mlp)
-        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
-        test_table, logits_fn = feats, clf
     elif kind == "e3nn":
         coeffs = data.sh_coefficients(max(cfg.sh_lmax, cfg.e3nn_lmax), cfg.eval_batch, dev, progress)
         from niso_geom.harmonics.sphere import num_harmonics
 
-        feats = ViewTable(coeffs.index, coeffs.data[:, :, :num_harmonics(cfg.e3nn_lmax)])
+        table = ViewTable(coeffs.index, coeffs.data[:, :, :num_harmonics(cfg.e3nn_lmax)])
         net = E3nnSHClassifier(NUM_CHANNELS, cfg.e3nn_lmax, data.num_classes, mul=cfg.e3nn_mul,
                                lmax_hidden=cfg.e3nn_lmax_hidden, layers=cfg.e3nn_layers)
-        net.fit_scale(feats.all_views(data.train).flatten(0, 1))
+        net.fit_scale(table.all_views(data.train).flatten(0, 1))
         clf = Classifier(net)
-        src = LabelledViews(feats, data.train, labels, cfg.head_batch, seed=seed, views=head_views)
-        test_table, logits_fn = feats, clf
     else:  # pragma: no cover - method_spec guards this
         raise AssertionError(kind)
+    # the classifier trains on the train meshes' views of the same table it is tested on
+    src = LabelledViews(table, data.train, labels, cfg.head_batch, seed=seed,
+                        views=None if cfg.head_views == "all" else [0])
     timings["features"] = time.perf_counter() - t0
 
     groups = clf.param_groups(cfg.finetune_lr_scale) if isinstance(clf, NIsoClassifier) else None
@@ -616,7 +607,7 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
     # evaluation: every view of every held-out test mesh
     t0 = time.perf_counter()
     clf.eval()
-    pred = predict_views(logits_fn, test_table, data.test, desc=f"{method} s{seed} test", **ev)
+    pred = predict_views(clf, table, data.test, desc=f"{method} s{seed} test", **ev)
     true = data.labels[data.test]
     acc = float(np.mean(pred == true[:, None]))
     cm = confusion_matrix(pred, true, data.num_classes)
