@@ -126,13 +126,13 @@ def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str, dev
                                                 "faster on a busy machine") -> None:
     """The arguments every ``niso EXPERIMENT run`` shares, after --preset/--seeds/--methods.
 
-    Adds --out, --device, --threads, --set KEY=VALUE (repeatable), --no-resume, --no-progress.
+    Adds --out, --device, --threads, --set KEY=VALUE [KEY=VALUE ...] (repeatable), --no-resume, --no-progress.
     """
     r.add_argument("--out", type=Path, required=True, help="run folder")
     r.add_argument("--device", default=device_default, choices=["auto", "cpu", "cuda"], help=device_help)
     r.add_argument("--threads", type=int, default=threads_default, help=threads_help)
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a config field, e.g. {set_example} (repeatable)")
+    r.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help=f"override config fields, e.g. {set_example} (several after one --set, or repeated)")
     r.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --out")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 

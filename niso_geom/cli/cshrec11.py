@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seeds", type=int, default=1, help="number of seeds 0..N-1, each with its own split (default 1)")
     r.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + EXTRA_METHODS),
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS)})")
-    add_experiment_run_args(r, set_example="--set steps=3000 --set enc_channels=16,32,64")
+    add_experiment_run_args(r, set_example="--set steps=3000 enc_channels=16,32,64")
     r.add_argument("--cache-dir", type=Path, default=None,
                    help="dataset cache root (default: $NISO_GEOM_CACHE_DIR, else the user cache folder)")
     add_data_root(r)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS)}; also available: "
                                           f"{', '.join(EXTRA_METHODS)}, the ae_aug autoencoder with its head "
                                           "trained on homography-augmented labelled digits)")
-    add_experiment_run_args(r, set_example="--set steps=3000 --set enc_channels=32,64")
+    add_experiment_run_args(r, set_example="--set steps=3000 enc_channels=32,64")
     add_data_root(r)
     r.set_defaults(func=cmd_run)
 

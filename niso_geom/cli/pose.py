@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
     r.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
                    help=f"methods to run (default: {', '.join(METHODS)})")
-    add_experiment_run_args(r, set_example="--set signals=cap --set rotations=camera", device_default="cpu",
+    add_experiment_run_args(r, set_example="--set signals=cap rotations=camera", device_default="cpu",
                             device_help="where the heads train (default cpu; auto: CUDA if available)", threads_default=1,
                             threads_help="torch intra-op threads (default 1: the small SVDs run fastest on one thread)")
     r.set_defaults(func=cmd_run)

@@ -49,6 +49,8 @@ class SpectraConfig:
     steps: int = 3000
     lr: float = 5e-4
     lr_end: float = 5e-5  # cosine decay from lr to lr_end over the run; lr_end = lr holds it constant
+    eigenvalue_lr_scale: float = 1.0  # the eigenvalues' peak rate is lr · eigenvalue_lr_scale
+    eigenvalue_lr_end: float | None = None  # their final rate (None: lr_end · eigenvalue_lr_scale)
     warmup: int = 200
     beta: float = 0.5
     eigenvalue_param: str = "square"
@@ -239,6 +241,15 @@ def make_operator(cfg: SpectraConfig, n: int):
     return LearnedOperator(n, cfg.k, eigenvalue_param=cfg.eigenvalue_param, generator=gen)
 
 
+def operator_param_groups(op, cfg: SpectraConfig) -> list[dict[str, Any]]:
+    """Optimizer groups: the eigenvalues (their own peak scale and final rate) and the rest (Φ, M)."""
+    evals_group: dict[str, Any] = {"params": [op.evals_raw], "lr_scale": cfg.eigenvalue_lr_scale}
+    if cfg.eigenvalue_lr_end is not None:
+        evals_group["lr_end"] = cfg.eigenvalue_lr_end
+    rest = [p for name, p in op.named_parameters() if name != "evals_raw"]
+    return [{"params": rest}, evals_group]
+
+
 def _batch(problem: Problem, cfg: SpectraConfig, step: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     rng = np.random.default_rng([cfg.seed, step])  # per-step stream: resuming needs no RNG state
     x, tx, t = problem.sampler.sample(cfg.batch, rng)
@@ -296,7 +307,7 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
     write_json(cfg_path, cfg.to_dict())
     problem = build_problem(cfg, data_root)
     op = make_operator(cfg, problem.domain.n)
-    opt = make_optimizer(op.parameters(), lr=cfg.lr)
+    opt = make_optimizer(operator_param_groups(op, cfg), lr=cfg.lr)
     sched = make_scheduler(opt, decay_steps=cfg.steps, warmup=cfg.warmup, peak=cfg.lr, end=cfg.lr_end)
     start, wall0 = 0, 0.0
     ckpt_dir = out / "checkpoints"

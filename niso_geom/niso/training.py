@@ -99,16 +99,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, decay_steps: int = 1_000
     """``LambdaLR`` with :class:`WarmupCosine`; ``peak`` defaults to the optimizer's ``lr``.
 
     A parameter group with an ``lr_scale`` entry follows the schedule scaled by it (e.g. 0.1 for
-    a fine-tuned encoder beside a fresh head). Call ``scheduler.step()`` after each
-    ``optimizer.step()``.
+    a fine-tuned encoder beside a fresh head); one with an ``lr_end`` entry decays to that rate
+    instead of ``end · lr_scale`` (e.g. eigenvalues held at their peak while the basis anneals).
+    Call ``scheduler.step()`` after each ``optimizer.step()``.
     """
     if peak is None:
         peak = optimizer.param_groups[0]["lr"]
+    schedules = []
     for group in optimizer.param_groups:
-        base = peak * float(group.get("lr_scale", 1.0))
+        scale = float(group.get("lr_scale", 1.0))
+        base = peak * scale
         group["lr"] = base
         group["initial_lr"] = base
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(peak, decay_steps, warmup, init, end))
+        schedules.append(WarmupCosine(base, decay_steps, warmup, init * scale, float(group.get("lr_end", end * scale))))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
 
 
 class GradientAccumulator:

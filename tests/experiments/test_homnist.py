@@ -125,3 +125,14 @@ def test_tiny_preset_end_to_end_via_the_cli(tmp_path, capsys):
 def test_cli_rejects_bad_overrides(tmp_path):
     with pytest.raises(SystemExit):
         main(["homnist", "run", "--preset", "tiny", "--out", str(tmp_path), "--set", "nonsense=1"])
+
+
+def test_cli_set_takes_several_overrides_and_repeats():
+    from niso_geom.cli import build_parser
+    from niso_geom.cli._common import experiment_config
+    from niso_geom.experiments import homnist
+
+    args = build_parser().parse_args(["homnist", "run", "--preset", "tiny", "--out", "x",
+                                      "--set", "steps=7", "head_digits=None", "--set", "enc_channels=4,8"])
+    cfg = experiment_config(args, homnist)
+    assert (cfg.steps, cfg.head_digits, cfg.enc_channels) == (7, None, (4, 8))

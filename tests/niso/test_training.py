@@ -93,6 +93,25 @@ def test_scheduler_follows_schedule_and_optimizer_defaults() -> None:
     assert seen == pytest.approx(expected, rel=1e-12)
 
 
+def test_scheduler_groups_follow_their_scale_and_end_rate() -> None:
+    a, b, c = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    opt = make_optimizer([{"params": [a]}, {"params": [b], "lr_scale": 0.1},
+                          {"params": [c], "lr_scale": 3.0, "lr_end": 1.5e-3}], lr=1e-3)
+    sched = make_scheduler(opt, decay_steps=30, warmup=5, init=1e-6, end=1e-5)
+    seen = []
+    for _ in range(40):
+        seen.append([g["lr"] for g in opt.param_groups])
+        for p in (a, b, c):
+            p.grad = torch.ones(2)
+        opt.step()
+        sched.step()
+    for t, (ra, rb, rc) in enumerate(seen):
+        assert ra == pytest.approx(warmup_cosine(t, peak=1e-3, decay_steps=30, warmup=5, init=1e-6, end=1e-5))
+        assert rb == pytest.approx(0.1 * ra)
+        assert rc == pytest.approx(warmup_cosine(t, peak=3e-3, decay_steps=30, warmup=5, init=3e-6, end=1.5e-3))
+    assert seen[-1][2] == pytest.approx(1.5e-3)
+
+
 def test_gradient_accumulation_is_the_mean() -> None:
     torch.manual_seed(0)
     data = torch.randn(8, 5)
