@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from niso_geom.cli._common import add_data_root, format_table
+from niso_geom.cli._common import add_data_root, format_table, parse_overrides
 
 SUMMARY = [("purity_mean", "mean purity"), ("eigenvalue_spearman", "eigenvalue Spearman"),
            ("eigenvalue_scale_fit_error", "eigenvalue error after scale fit"),
@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=None, help="override the operator rank K")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-dropout", action="store_true", help="disable spectral dropout (the official code has none)")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override SpectraConfig fields, e.g. --set beta=0.25 lr_end=1e-3 (see docs/spectra.md)")
     p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see docs)")
     p.add_argument("--no-progress", action="store_true")
@@ -59,10 +61,14 @@ def cmd_spectra(args: argparse.Namespace) -> int:
 
     from niso_geom.experiments.spectra import preset, train
 
-    overrides = {"signals": args.signals, "steps": args.steps, "k": args.k, "seed": args.seed}
+    overrides: dict = {**parse_overrides(args.overrides), "signals": args.signals, "steps": args.steps, "k": args.k,
+                       "seed": args.seed}
     if args.no_dropout:
         overrides["dropout"] = False
-    cfg = preset(args.preset, args.domain, **overrides)
+    try:
+        cfg = preset(args.preset, args.domain, **overrides)
+    except ValueError as exc:
+        raise SystemExit(f"niso: error: {exc}") from exc
     if args.no_resume and args.out.exists():
         shutil.rmtree(args.out / "checkpoints", ignore_errors=True)
         (args.out / "config.json").unlink(missing_ok=True)

@@ -107,12 +107,15 @@ PRESETS: dict[str, dict[str, SpectraConfig]] = {
 
 
 def preset(name: str, domain: str, **overrides: Any) -> SpectraConfig:
-    """A preset config with overrides (unknown keys raise)."""
+    """A preset config with overrides (None values are skipped, strings are parsed by field type,
+    unknown keys raise)."""
+    from niso_geom.experiments.common import make_config
+
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     if domain not in PRESETS[name]:
         raise ValueError(f"unknown domain {domain!r}; choose from {sorted(PRESETS[name])}")
-    return dataclasses.replace(PRESETS[name][domain], **{k: v for k, v in overrides.items() if v is not None})
+    return make_config(PRESETS[name], domain, {k: v for k, v in overrides.items() if v is not None})
 
 
 # --------------------------------------------------------------------------------------------

@@ -136,3 +136,22 @@ def test_cli_set_takes_several_overrides_and_repeats():
                                       "--set", "steps=7", "head_digits=None", "--set", "enc_channels=4,8"])
     cfg = experiment_config(args, homnist)
     assert (cfg.steps, cfg.head_digits, cfg.enc_channels) == (7, None, (4, 8))
+
+
+def test_parallel_jobs_give_the_same_results(tmp_path):
+    """``jobs=2`` runs (method, seed) pairs in worker processes with the same results as in turn."""
+    cfg = homnist.preset("tiny", steps=10, head_steps=30)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial, _ = homnist.run(cfg, tmp_path / "serial", methods=["niso", "ae_aug"], progress=False)
+        torch.set_num_threads(2)
+        parallel, records = homnist.run(cfg, tmp_path / "parallel", methods=["niso", "ae_aug"], progress=False, jobs=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["method"] for r in records] == ["niso", "ae_aug"]
+    for m in ("niso", "ae_aug"):
+        assert parallel["methods"][m]["accuracy_mean"] == serial["methods"][m]["accuracy_mean"]
+    assert json.loads((tmp_path / "parallel" / "config.json").read_text())["jobs"] == 2
+    with pytest.raises(ValueError, match="jobs"):
+        homnist.run(cfg, tmp_path / "bad", methods=["niso"], jobs=0)

@@ -74,3 +74,19 @@ def test_cli_spectra_on_mnist_digits(tmp_path, capsys):
     assert main(["spectra", "--domain", "torus", "--preset", "tiny", "--signals", "mnist", "--steps", "10",
                  "--out", str(out), "--no-progress"]) == 0
     assert json.loads((out / "config.json").read_text())["signals"] == "mnist"
+
+
+def test_cli_set_gives_the_eigenvalues_their_own_schedule(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "groups"
+    assert main(["spectra", "--domain", "torus", "--preset", "tiny", "--steps", "8", "--out", str(out), "--no-progress",
+                 "--set", "warmup=2", "lr_end=1e-4", "eigenvalue_lr_scale=2", "eigenvalue_lr_end=4e-3"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["lr_end"], cfg["eigenvalue_lr_scale"], cfg["eigenvalue_lr_end"]) == (1e-4, 2.0, 4e-3)
+    payload = torch.load(out / "checkpoints" / "step_000000008.pt", weights_only=True)
+    basis, evals = payload["optimizer"]["param_groups"]
+    assert basis["lr"] == pytest.approx(1e-4) and evals["lr"] == pytest.approx(4e-3)
+    assert len(evals["params"]) == 1
+    with pytest.raises(SystemExit, match="unknown config keys"):
+        main(["spectra", "--preset", "tiny", "--out", str(tmp_path / "bad"), "--set", "nonsense=1"])
