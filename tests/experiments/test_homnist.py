@@ -33,7 +33,7 @@ def test_presets_are_frozen_and_overrides_are_parsed():
 
 def test_method_specs():
     cfg = homnist.PRESETS["cpu"]
-    assert homnist.method_spec(cfg, "niso")["alpha"] == 0.5
+    assert homnist.method_spec(cfg, "niso")["alpha"] == 2.0 and homnist.method_spec(cfg, "niso")["beta"] == 0.1
     assert homnist.method_spec(cfg, "niso_no_equiv")["alpha"] == 0.0
     assert homnist.method_spec(cfg, "niso_no_mult")["beta"] == 0.0
     assert homnist.method_spec(cfg, "niso_triplets")["views"] == 3
