@@ -53,6 +53,9 @@ class SpectraConfig:
     eigenvalue_lr_end: float | None = None  # their final rate (None: lr_end · eigenvalue_lr_scale)
     warmup: int = 200
     beta: float = 0.5
+    mask_width: float = 1.0  # τ's eigenvalue mask exp(-|λi-λj| / mask_width); 1 is the paper's
+    mask_jitter: float = 0.0  # std of Gaussian offsets added to Λ in the training mask (0: the paper's) ...
+    mask_jitter_end: float = 0.0  # ... going linearly to this std at the last step (clipped at 0)
     eigenvalue_param: str = "square"
     dropout: bool = True
     dropout_warmup: int = 0  # steps before spectral dropout starts
@@ -268,7 +271,14 @@ def train_step(op, problem: Problem, cfg: SpectraConfig, step: int) -> dict[str,
     if cfg.dropout and step >= cfg.dropout_warmup and cfg.k > 1:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         keep = torch.randint(1, cfg.k + 1, (cfg.batch,), generator=gen)
-    terms = niso_pair_loss(state, x, tx, beta=cfg.beta, keep=keep)
+    jitter = None
+    # linear from mask_jitter to mask_jitter_end, clipped at 0 (a negative end stops the jitter early)
+    frac = step / cfg.steps
+    sigma = max(0.0, cfg.mask_jitter * (1.0 - frac) + cfg.mask_jitter_end * frac)
+    if sigma > 0:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step + 7)
+        jitter = sigma * torch.randn(cfg.batch, cfg.k, generator=gen)
+    terms = niso_pair_loss(state, x, tx, beta=cfg.beta, mask_width=cfg.mask_width, mask_jitter=jitter, keep=keep)
     terms["loss"].backward()
     return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -300,7 +310,8 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     if cfg_path.exists() and resume and (out / "checkpoints").is_dir():
-        saved = json.loads(cfg_path.read_text())
+        # a field missing from an older run's config.json had its default value then
+        saved = {**SpectraConfig().to_dict(), **json.loads(cfg_path.read_text())}
         if saved != cfg.to_dict():
             from niso_geom.errors import RunDirError
 
@@ -384,7 +395,7 @@ def evaluate(op, problem: Problem, cfg: SpectraConfig) -> dict[str, Any]:
         rng = np.random.default_rng([cfg.seed, 10**9])
         x, tx, t = problem.sampler.sample(cfg.eval_pairs, rng)
         xt, txt = torch.from_numpy(x).float(), torch.from_numpy(tx).float()
-        tau = iso_solve(state, xt, txt)
+        tau = iso_solve(state, xt, txt, mask_width=cfg.mask_width)
         tau_free = iso_solve(state, xt, txt, mask=False)  # the best rotation of the learned basis
     phi, lam, mass = (a.double().numpy() for a in (state.phi, state.evals, state.mass))
     sphere = None
@@ -484,7 +495,8 @@ def make_figures(out: Path, op, problem: Problem, cfg: SpectraConfig, report: di
     rng = np.random.default_rng([cfg.seed, 10**9 + 1])
     x, tx, _ = problem.sampler.sample(1, rng)
     with torch.no_grad():
-        tau = iso_solve(state, torch.from_numpy(x).float(), torch.from_numpy(tx).float())[0].double().numpy()
+        tau = iso_solve(state, torch.from_numpy(x).float(), torch.from_numpy(tx).float(),
+                        mask_width=cfg.mask_width)[0].double().numpy()
     order = np.lexsort((lam, assign))
     taup = tau[np.ix_(order, order)]
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -144,19 +144,23 @@ class LatentScaleNorm(nn.Module):
     equivariance term is proportional to it, so without a fixed scale the encoder can lower
     that term by shrinking its output instead of becoming more equivariant. The objective
     itself is unchanged. Computed in float32 under autocast.
+
+    ``dims`` restricts the mean to some axes, e.g. ``(1,)`` on (B, K, C) coefficients divides
+    each channel by its own RMS over the K coefficients (invariant under O(K) acting on K).
     """
 
-    def __init__(self, eps: float = 1e-6) -> None:
+    def __init__(self, eps: float = 1e-6, dims: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.eps = float(eps)
+        self.dims = None if dims is None else tuple(int(d) for d in dims)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z32 = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
-        dims = tuple(range(1, z32.dim()))
+        dims = tuple(range(1, z32.dim())) if self.dims is None else self.dims
         return z32 * torch.rsqrt(z32.square().mean(dim=dims, keepdim=True) + self.eps)
 
     def extra_repr(self) -> str:
-        return f"eps={self.eps}"
+        return f"eps={self.eps}" + ("" if self.dims is None else f", dims={self.dims}")
 
 
 class _LatentCodec(nn.Module):

@@ -1,7 +1,7 @@
 """The isometric functional map τ ∈ SO(K) (``niso-reference.md`` §1.3).
 
 With spectral coefficients Â = Φᵀ M A and B̂ = Φᵀ M B (K, C) and the eigenvalue mask
-``P_ij = exp(-|λ_i - λ_j|)``, τ solves the masked Procrustes problem
+``P_ij = exp(-|λ_i - λ_j| / w)`` (width w = 1 in the paper), τ solves the masked Procrustes problem
 
     τ = argmax_{R ∈ SO(K)} tr(Rᵀ (P ⊙ B̂ Âᵀ)),
 
@@ -19,20 +19,24 @@ from niso_geom.niso.operator import LearnedOperator, OperatorState, project, unp
 __all__ = ["delta_mask", "iso_solve", "iso_solve_coeffs", "transform", "IsoSolve"]
 
 
-def delta_mask(evals: torch.Tensor) -> torch.Tensor:
-    """``exp(-|λ_i - λ_j|)``: evals (..., K) -> (..., K, K)."""
-    return torch.exp(-(evals.unsqueeze(-1) - evals.unsqueeze(-2)).abs())
+def delta_mask(evals: torch.Tensor, width: float = 1.0) -> torch.Tensor:
+    """``exp(-|λ_i - λ_j| / width)``: evals (..., K) -> (..., K, K); width 1 is the paper's mask."""
+    if not width > 0:
+        raise ValueError(f"mask width must be positive, got {width}")
+    return torch.exp(-(evals.unsqueeze(-1) - evals.unsqueeze(-2)).abs() / width)
 
 
 def iso_solve_coeffs(a_hat: torch.Tensor, b_hat: torch.Tensor, evals: torch.Tensor | None = None, *,
-                     method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
+                     mask_width: float = 1.0, method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
                      compute_dtype: torch.dtype | None = None) -> torch.Tensor:
     """τ in SO(K) from spectral coefficients, τ â ≈ b̂.
 
     Parameters
     ----------
     a_hat, b_hat : Tensor (..., K, C), coefficients of the source and the target.
-    evals : Tensor (K,) for the mask ``exp(-|λ_i-λ_j|)``; None for the unmasked problem.
+    evals : Tensor (K,) (or (..., K), one set per problem) for the mask ``exp(-|λ_i-λ_j| / mask_width)``;
+        None for the unmasked problem.
+    mask_width : the mask's width in eigenvalue units (1 in the paper).
     method, eps, compute_dtype : see :func:`~niso_geom.niso.linalg.procrustes`.
 
     Returns
@@ -43,13 +47,13 @@ def iso_solve_coeffs(a_hat: torch.Tensor, b_hat: torch.Tensor, evals: torch.Tens
     with no_autocast(a_hat.device.type):
         cross = b_hat.to(dtype) @ a_hat.to(dtype).mT
         if evals is not None:
-            cross = delta_mask(evals.to(dtype)) * cross
+            cross = delta_mask(evals.to(dtype), mask_width) * cross
         tau = procrustes(cross, special=True, method=method, eps=eps)
     return tau.to(a_hat.dtype)
 
 
 def iso_solve(state: OperatorState, a: torch.Tensor, b: torch.Tensor, *, mask: bool = True,
-              method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
+              mask_width: float = 1.0, method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
               compute_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Masked SO(K) Procrustes map between two signals, τ Φᵀ M a ≈ Φᵀ M b.
 
@@ -57,14 +61,15 @@ def iso_solve(state: OperatorState, a: torch.Tensor, b: torch.Tensor, *, mask: b
     ----------
     state : the operator (Φ (N,K), Λ (K,), M (N,)).
     a, b : Tensor (B, N, C) (any leading shape), the signal and its transformed copy.
-    mask : apply the eigenvalue mask ``exp(-|λ_i-λ_j|)`` (the reference always does).
+    mask : apply the eigenvalue mask ``exp(-|λ_i-λ_j| / mask_width)`` (the reference always does,
+        with width 1).
 
     Returns
     -------
     tau : Tensor (B, K, K) in SO(K).
     """
     return iso_solve_coeffs(project(state, a), project(state, b), state.evals if mask else None,
-                            method=method, eps=eps, compute_dtype=compute_dtype)
+                            mask_width=mask_width, method=method, eps=eps, compute_dtype=compute_dtype)
 
 
 def transform(state: OperatorState, tau: torch.Tensor, x: torch.Tensor, *, inverse: bool = False) -> torch.Tensor:

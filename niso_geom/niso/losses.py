@@ -101,7 +101,8 @@ def reconstruction_loss(state: OperatorState, pair: SpectralPair, targets: tuple
 
 
 def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, beta: float = 0.5, *,
-                   mask: bool = True, keep: int | torch.Tensor | None = None,
+                   mask: bool = True, mask_width: float = 1.0, mask_jitter: torch.Tensor | None = None,
+                   keep: int | torch.Tensor | None = None,
                    method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
                    compute_dtype: torch.dtype | None = None, return_tau: bool = False
                    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -113,6 +114,11 @@ def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, be
     z0, tz0 : Tensor (B, N, C), signals and their transformed copies.
     beta : weight of the multiplicity loss (0.5 in the reference).
     mask : use the eigenvalue mask in the τ solve.
+    mask_width : its width, ``exp(-|λ_i-λ_j| / mask_width)`` (1 in the reference).
+    mask_jitter : Tensor (B, K) or None: offsets added to Λ in the mask only (not in the
+        multiplicity loss), one draw per pair. Random offsets damp τ's entries between any two
+        vectors at random, so among bases that serve the pairs equally well the loss prefers
+        the one whose τ is the most block-diagonal (see ``docs/spectra.md``). None: the paper's.
     keep : spectral dropout before unprojection (see :func:`reconstruction_loss`).
     return_tau : also return τ (B, K, K).
 
@@ -121,7 +127,10 @@ def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, be
     ``{"loss", "recon", "mult"}`` (0-d tensors), and τ when ``return_tau``.
     """
     z0_b, tz0_b = project(state, z0), project(state, tz0)
-    tau = iso_solve_coeffs(z0_b, tz0_b, state.evals if mask else None, method=method, eps=eps,
+    mask_evals = None
+    if mask:
+        mask_evals = state.evals if mask_jitter is None else state.evals + mask_jitter.to(state.evals)
+    tau = iso_solve_coeffs(z0_b, tz0_b, mask_evals, mask_width=mask_width, method=method, eps=eps,
                            compute_dtype=compute_dtype)
     pair = SpectralPair(z0_b, tz0_b, tau.mT @ tz0_b, tau @ z0_b)
     recon = reconstruction_loss(state, pair, (z0, tz0), keep=keep)

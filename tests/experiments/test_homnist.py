@@ -82,6 +82,38 @@ def test_latent_cnn_head_shapes():
     assert head(torch.zeros(3, 8, 20, 20)).shape == (3, 10)
 
 
+def test_head_norms_remove_the_latent_scale_and_keep_o_k_invariance():
+    cfg = homnist.preset("tiny", head_norm="channel")
+    torch.manual_seed(0)
+    head = homnist.build_head(cfg, "niso", (20, 20)).double().eval()
+    z = torch.randn(3, cfg.k, cfg.latent_dim, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(cfg.k, cfg.k, dtype=torch.float64))
+    scale = torch.rand(3, 1, cfg.latent_dim, dtype=torch.float64) + 0.5  # a scale per sample and channel
+    with torch.no_grad():
+        ref = head(z)
+        assert torch.allclose(head(q @ z), ref, atol=1e-8)
+        assert torch.allclose(head(scale * z), ref, atol=1e-4)  # up to the eps under the root
+    ae = homnist.build_head(dataclasses.replace(cfg, head_norm="sample"), "ae", (20, 20)).double().eval()
+    lat = torch.randn(2, cfg.latent_dim, 20, 20, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(ae(3.7 * lat), ae(lat), atol=1e-4)
+    with pytest.raises(ValueError, match="head_norm"):
+        homnist.build_head(dataclasses.replace(cfg, head_norm="batch"), "niso", (20, 20))
+
+
+def test_feature_noise_only_in_training_and_relative_to_the_rms():
+    noise = homnist.FeatureNoise(0.5)
+    x = 10.0 * torch.randn(4000, 8, 4)
+    torch.manual_seed(0)
+    d = noise.train()(x) - x
+    assert abs(d.std().item() / (0.5 * x.square().mean().sqrt().item()) - 1) < 0.02
+    assert torch.equal(noise.eval()(x), x)
+    head = homnist.build_head(homnist.preset("tiny", head_noise=0.2), "niso", (20, 20))
+    assert isinstance(head[0], homnist.FeatureNoise)
+    with pytest.raises(ValueError, match="sigma"):
+        homnist.FeatureNoise(-1.0)
+
+
 def test_tiny_preset_end_to_end_via_the_cli(tmp_path, capsys):
     """The tiny preset through ``niso homnist run``: run folder, exact results.json, above chance,
     then an instant resume."""

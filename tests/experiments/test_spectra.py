@@ -42,6 +42,27 @@ def test_resume_refuses_a_different_config(tmp_path):
         train(preset("tiny", "torus", steps=4, checkpoint_every=2, beta=0.1), tmp_path, progress=False)
 
 
+def test_mask_jitter_is_wired_and_resumes_exactly(tmp_path):
+    plain = preset("tiny", "torus", steps=20, checkpoint_every=10)
+    jittered = preset("tiny", "torus", steps=20, checkpoint_every=10, mask_jitter=0.5)
+    train(plain, tmp_path / "plain", progress=False)
+    train(jittered, tmp_path / "straight", progress=False)
+    assert not np.allclose(_losses(tmp_path / "straight"), _losses(tmp_path / "plain"))
+    train(jittered, tmp_path / "resumed", progress=False, max_steps=10)
+    train(jittered, tmp_path / "resumed", progress=False)
+    np.testing.assert_allclose(_losses(tmp_path / "resumed"), _losses(tmp_path / "straight"), rtol=1e-5, atol=1e-7)
+
+
+def test_a_run_from_before_a_new_field_still_resumes(tmp_path):
+    cfg = preset("tiny", "torus", steps=4, checkpoint_every=2)
+    train(cfg, tmp_path, progress=False, max_steps=2)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    for key in ("mask_width", "mask_jitter", "mask_jitter_end"):  # fields added after such runs
+        del saved[key]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert "purity_mean" in train(cfg, tmp_path, progress=False)
+
+
 def test_lr_end_equal_to_lr_holds_the_rate_after_warmup(tmp_path):
     cfg = preset("tiny", "torus", steps=24, warmup=4, lr=2e-3, lr_end=2e-3)
     train(cfg, tmp_path, progress=False, max_steps=24)

@@ -54,6 +54,22 @@ def test_delta_mask() -> None:
     assert torch.allclose(P, P.mT) and torch.allclose(torch.diagonal(P), torch.ones(4, dtype=F64))
     assert math.isclose(P[0, 2].item(), math.exp(-2.0)) and P[2, 3] == 1
     assert delta_mask(torch.rand(3, 5)).shape == (3, 5, 5)
+    # a width w is the paper's mask on Λ / w
+    assert torch.allclose(delta_mask(ev, 0.25), delta_mask(ev / 0.25))
+    with pytest.raises(ValueError, match="width"):
+        delta_mask(ev, 0.0)
+
+
+def test_mask_width_scales_like_the_eigenvalues() -> None:
+    """τ with mask width w on Λ equals τ with the paper's mask on Λ / w; a narrow width on
+    separated torus eigenvalues still recovers the shift."""
+    h, w = 4, 6
+    state = _torus_state(h, w)
+    z0, tz0, _ = _shift_pairs(h, w, b=3, c=40, seed=5)
+    narrow = iso_solve(state, z0, tz0, mask_width=0.01)
+    scaled = iso_solve(OperatorState(state.phi, state.evals / 0.01, state.mass), z0, tz0)
+    assert torch.allclose(narrow, scaled, atol=1e-12)
+    assert torch.allclose(transform(state, narrow, z0), tz0, atol=1e-8)
 
 
 @pytest.mark.parametrize("n,k,c", [(20, 8, 3), (16, 16, 32), (12, 6, 12)])
