@@ -54,7 +54,7 @@ class SpectraConfig:
     warmup: int = 200
     beta: float = 0.5
     mask_width: float = 1.0  # τ's eigenvalue mask exp(-|λi-λj| / mask_width); 1 is the paper's
-    mask_jitter: float = 0.0  # std of Gaussian offsets added to Λ in the training mask (0: the paper's) ...
+    mask_jitter: float = 0.0  # std of Gaussian offsets on Λ in the training mask (0: the paper's) ...
     mask_jitter_end: float = 0.0  # ... going linearly to this std at the last step (clipped at 0)
     eigenvalue_param: str = "square"
     dropout: bool = True
@@ -271,6 +271,8 @@ def train_step(op, problem: Problem, cfg: SpectraConfig, step: int) -> dict[str,
     if cfg.dropout and step >= cfg.dropout_warmup and cfg.k > 1:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         keep = torch.randint(1, cfg.k + 1, (cfg.batch,), generator=gen)
+    if cfg.mask_jitter < 0:
+        raise ValueError(f"mask_jitter must be >= 0, got {cfg.mask_jitter}")
     jitter = None
     # linear from mask_jitter to mask_jitter_end, clipped at 0 (a negative end stops the jitter early)
     frac = step / cfg.steps
@@ -278,7 +280,8 @@ def train_step(op, problem: Problem, cfg: SpectraConfig, step: int) -> dict[str,
     if sigma > 0:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step + 7)
         jitter = sigma * torch.randn(cfg.batch, cfg.k, generator=gen)
-    terms = niso_pair_loss(state, x, tx, beta=cfg.beta, mask_width=cfg.mask_width, mask_jitter=jitter, keep=keep)
+    terms = niso_pair_loss(state, x, tx, beta=cfg.beta, mask_width=cfg.mask_width, mask_jitter=jitter,
+                           keep=keep)
     terms["loss"].backward()
     return {k: float(v.detach()) for k, v in terms.items()}
 

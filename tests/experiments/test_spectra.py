@@ -50,7 +50,8 @@ def test_mask_jitter_is_wired_and_resumes_exactly(tmp_path):
     assert not np.allclose(_losses(tmp_path / "straight"), _losses(tmp_path / "plain"))
     train(jittered, tmp_path / "resumed", progress=False, max_steps=10)
     train(jittered, tmp_path / "resumed", progress=False)
-    np.testing.assert_allclose(_losses(tmp_path / "resumed"), _losses(tmp_path / "straight"), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(_losses(tmp_path / "resumed"), _losses(tmp_path / "straight"),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_a_run_from_before_a_new_field_still_resumes(tmp_path):

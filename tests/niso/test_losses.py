@@ -183,7 +183,8 @@ def test_mask_jitter_prefers_the_basis_of_irreducible_pairs() -> None:
     mixed = OperatorState(phi=mixed_phi, evals=pure.evals, mass=pure.mass)
     z0, tz0 = _shift_pairs(4, 4, b=64, c=16, seed=4)
     zero = torch.zeros(64, 16, dtype=F64)
-    assert torch.allclose(niso_pair_loss(pure, z0, tz0, mask_jitter=zero)["loss"], niso_pair_loss(pure, z0, tz0)["loss"])
+    assert torch.allclose(niso_pair_loss(pure, z0, tz0, mask_jitter=zero)["loss"],
+                          niso_pair_loss(pure, z0, tz0)["loss"])
     jitter = 0.5 * torch.randn(64, 16, generator=g, dtype=F64)
     losses = {}
     for name, state in (("pure", pure), ("mixed", mixed)):
