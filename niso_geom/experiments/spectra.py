@@ -66,6 +66,12 @@ class SpectraConfig:
     seed: int = 0
     preset: str = "custom"
 
+    def __post_init__(self) -> None:
+        if not self.mask_width > 0:
+            raise ValueError(f"mask_width must be positive, got {self.mask_width}")
+        if self.mask_jitter < 0:
+            raise ValueError(f"mask_jitter must be >= 0, got {self.mask_jitter}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -271,8 +277,6 @@ def train_step(op, problem: Problem, cfg: SpectraConfig, step: int) -> dict[str,
     if cfg.dropout and step >= cfg.dropout_warmup and cfg.k > 1:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         keep = torch.randint(1, cfg.k + 1, (cfg.batch,), generator=gen)
-    if cfg.mask_jitter < 0:
-        raise ValueError(f"mask_jitter must be >= 0, got {cfg.mask_jitter}")
     jitter = None
     # linear from mask_jitter to mask_jitter_end, clipped at 0 (a negative end stops the jitter early)
     frac = step / cfg.steps

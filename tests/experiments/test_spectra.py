@@ -54,6 +54,13 @@ def test_mask_jitter_is_wired_and_resumes_exactly(tmp_path):
                                rtol=1e-5, atol=1e-7)
 
 
+def test_bad_mask_settings_are_refused_by_the_config():
+    with pytest.raises(ValueError, match="mask_jitter"):
+        preset("tiny", "torus", mask_jitter=-0.1)
+    with pytest.raises(ValueError, match="mask_width"):
+        preset("tiny", "torus", mask_width=0.0)
+
+
 def test_a_run_from_before_a_new_field_still_resumes(tmp_path):
     cfg = preset("tiny", "torus", steps=4, checkpoint_every=2)
     train(cfg, tmp_path, progress=False, max_steps=2)
