@@ -56,6 +56,8 @@ class SpectraConfig:
     mask_width: float = 1.0  # τ's eigenvalue mask exp(-|λi-λj| / mask_width); 1 is the paper's
     mask_jitter: float = 0.0  # std of Gaussian offsets on Λ in the training mask (0: the paper's) ...
     mask_jitter_end: float = 0.0  # ... going linearly to this std at the last step (clipped at 0)
+    decorrelation: float = 0.0  # weight of the mask-weighted coefficient decorrelation (0: the paper's)
+    decorrelation_pairs: int = 0  # > 0: its second moments from this many pairs drawn once (0: each batch's)
     eigenvalue_param: str = "square"
     dropout: bool = True
     dropout_warmup: int = 0  # steps before spectral dropout starts
@@ -71,6 +73,10 @@ class SpectraConfig:
             raise ValueError(f"mask_width must be positive, got {self.mask_width}")
         if self.mask_jitter < 0:
             raise ValueError(f"mask_jitter must be >= 0, got {self.mask_jitter}")
+        if self.decorrelation < 0:
+            raise ValueError(f"decorrelation must be >= 0, got {self.decorrelation}")
+        if self.decorrelation_pairs < 0:
+            raise ValueError(f"decorrelation_pairs must be >= 0, got {self.decorrelation_pairs}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -268,7 +274,25 @@ def _batch(problem: Problem, cfg: SpectraConfig, step: int) -> tuple[torch.Tenso
     return torch.from_numpy(x).float(), torch.from_numpy(tx).float(), t
 
 
-def train_step(op, problem: Problem, cfg: SpectraConfig, step: int) -> dict[str, float]:
+def signal_moment(problem: Problem, cfg: SpectraConfig, chunk: int = 64) -> torch.Tensor | None:
+    """Second moments Σ = E[x xᵀ] (N, N) of the training signals and their transformed copies,
+    from ``cfg.decorrelation_pairs`` pairs of a stream disjoint from training and evaluation
+    (the same every time, so a resumed run uses the same Σ); None when not configured."""
+    if cfg.decorrelation <= 0 or cfg.decorrelation_pairs <= 0:
+        return None
+    rng = np.random.default_rng([cfg.seed, 10**9 + 1])
+    total, count = None, 0
+    for start in range(0, cfg.decorrelation_pairs, chunk):
+        x, tx, _ = problem.sampler.sample(min(chunk, cfg.decorrelation_pairs - start), rng)
+        z = np.concatenate([x, tx]).transpose(1, 0, 2).reshape(x.shape[1], -1).astype(np.float64)  # (N, samples)
+        total = z @ z.T if total is None else total + z @ z.T
+        count += z.shape[1]
+    return torch.from_numpy(total / count).float()
+
+
+def train_step(op, problem: Problem, cfg: SpectraConfig, step: int,
+               moment: torch.Tensor | None = None) -> dict[str, float]:
+    """One optimizer step's loss and backward pass; ``moment`` from :func:`signal_moment`."""
     from niso_geom.niso.losses import niso_pair_loss
 
     x, tx, _ = _batch(problem, cfg, step)
@@ -285,7 +309,7 @@ def train_step(op, problem: Problem, cfg: SpectraConfig, step: int) -> dict[str,
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step + 7)
         jitter = sigma * torch.randn(cfg.batch, cfg.k, generator=gen)
     terms = niso_pair_loss(state, x, tx, beta=cfg.beta, mask_width=cfg.mask_width, mask_jitter=jitter,
-                           keep=keep)
+                           keep=keep, decorrelation=cfg.decorrelation, signal_moment=moment)
     terms["loss"].backward()
     return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -327,6 +351,7 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
                               " use a new --out or --no-resume")
     write_json(cfg_path, cfg.to_dict())
     problem = build_problem(cfg, data_root)
+    moment = signal_moment(problem, cfg)
     op = make_operator(cfg, problem.domain.n)
     opt = make_optimizer(operator_param_groups(op, cfg), lr=cfg.lr)
     sched = make_scheduler(opt, decay_steps=cfg.steps, warmup=cfg.warmup, peak=cfg.lr, end=cfg.lr_end)
@@ -347,7 +372,7 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
     with open(metrics_path, "a") as mf:
         for step in bar:
             opt.zero_grad(set_to_none=True)
-            terms = train_step(op, problem, cfg, step)
+            terms = train_step(op, problem, cfg, step, moment)
             if not np.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss became {terms['loss']} at step {step}; the last checkpoint is"
                                          f" {latest_checkpoint(ckpt_dir)}")
@@ -556,6 +581,7 @@ def load_run(run_dir: Path, data_root: str | None = None):
         raise FileNotFoundError(f"{run_dir}: no config.json (is this a spectra run directory?)")
     cfg = SpectraConfig(**json.loads(cfg_file.read_text()))
     problem = build_problem(cfg, data_root)
+    moment = signal_moment(problem, cfg)
     op = make_operator(cfg, problem.domain.n)
     last = latest_checkpoint(run_dir / "checkpoints")
     if last is None:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from niso_geom.niso.isometry import iso_solve_coeffs
+from niso_geom.niso.isometry import delta_mask, iso_solve_coeffs
 from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod
 from niso_geom.niso.operator import OperatorState, project, spectral_dropout, unproject
 
@@ -27,6 +27,8 @@ __all__ = [
     "spectral_pair",
     "equivariance_loss",
     "reconstruction_loss",
+    "correlation_penalty",
+    "decorrelation_loss",
     "niso_pair_loss",
 ]
 
@@ -100,9 +102,45 @@ def reconstruction_loss(state: OperatorState, pair: SpectralPair, targets: tuple
     return l1(targets[0], x0_rec) + l1(targets[1], tx0_rec)
 
 
+def correlation_penalty(second: torch.Tensor, weights: torch.Tensor | None = None,
+                        rel_eps: float = 1e-3) -> torch.Tensor:
+    """Weighted mean squared correlation ``Σ_(i≠j) w_ij ρ_ij² / Σ_(i≠j) w_ij`` of a second-moment
+    matrix (K, K), ``ρ_ij = C_ij / sqrt((C_ii + ε)(C_jj + ε))`` with ``ε = rel_eps · mean_i C_ii``
+    (a vector that carries no power has no correlations). ``weights`` (K, K) are treated as
+    constants; None weighs every pair 1."""
+    k = second.shape[-1]
+    diag = second.diagonal()
+    scale = diag + rel_eps * diag.mean().detach()
+    rho2 = second.square() / (scale.unsqueeze(0) * scale.unsqueeze(1))
+    off = 1.0 - torch.eye(k, dtype=second.dtype, device=second.device)
+    w = off if weights is None else weights.detach().to(second) * off
+    return (w * rho2).sum() / w.sum().clamp_min(torch.finfo(second.dtype).tiny)
+
+
+def decorrelation_loss(coeffs: torch.Tensor, weights: torch.Tensor | None = None,
+                       rel_eps: float = 1e-3) -> torch.Tensor:
+    """:func:`correlation_penalty` of the coefficients' second moments over batch and channels,
+    ``C = Σ_(b,c) z_bic z_bjc / (B C)``.
+
+    For signals whose statistics are invariant under the group (stationary fields on a torus,
+    isotropic ones on a sphere), the coefficients of vectors that lie in distinct irreducible
+    subspaces of different power are uncorrelated, while a vector mixing two such subspaces is
+    correlated with its partner in proportion to their power gap. Weighted by the eigenvalue
+    mask (``weights = delta_mask(Λ)``), it acts on the pairs τ may mix freely.
+
+    Parameters
+    ----------
+    coeffs : Tensor (B, K, C).
+    weights : Tensor (K, K) or None; rel_eps : see :func:`correlation_penalty`.
+    """
+    second = torch.einsum("bic,bjc->ij", coeffs, coeffs) / (coeffs.shape[0] * coeffs.shape[-1])
+    return correlation_penalty(second, weights, rel_eps)
+
+
 def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, beta: float = 0.5, *,
                    mask: bool = True, mask_width: float = 1.0, mask_jitter: torch.Tensor | None = None,
-                   keep: int | torch.Tensor | None = None,
+                   keep: int | torch.Tensor | None = None, decorrelation: float = 0.0,
+                   signal_moment: torch.Tensor | None = None,
                    method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
                    compute_dtype: torch.dtype | None = None, return_tau: bool = False
                    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -120,11 +158,17 @@ def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, be
         vectors at random, so among bases that serve the pairs equally well the loss prefers
         the one whose τ is the most block-diagonal (see ``docs/spectra.md``). None: the paper's.
     keep : spectral dropout before unprojection (see :func:`reconstruction_loss`).
+    decorrelation : weight of :func:`decorrelation_loss` of the coefficients of both sides of
+        the pairs, weighted by the (unjittered) mask; 0 (the paper's) leaves it out.
+    signal_moment : Tensor (N, N) or None: the signals' second moments Σ = E[z zᵀ] (estimated
+        once, from many more samples than a batch); the term then uses the coefficients'
+        moments ``Φᵀ M Σ M Φ`` instead of the batch's, which removes its sampling noise.
     return_tau : also return τ (B, K, K).
 
     Returns
     -------
-    ``{"loss", "recon", "mult"}`` (0-d tensors), and τ when ``return_tau``.
+    ``{"loss", "recon", "mult"}`` (0-d tensors; and ``"decor"`` when ``decorrelation > 0``),
+    and τ when ``return_tau``.
     """
     z0_b, tz0_b = project(state, z0), project(state, tz0)
     mask_evals = None
@@ -136,4 +180,13 @@ def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, be
     recon = reconstruction_loss(state, pair, (z0, tz0), keep=keep)
     mult = multiplicity_loss(state.evals)
     terms = {"loss": recon + beta * mult, "recon": recon, "mult": mult}
+    if decorrelation > 0:
+        weights = delta_mask(state.evals.detach(), mask_width) if mask else None
+        if signal_moment is None:
+            decor = decorrelation_loss(torch.cat([z0_b, tz0_b]), weights)
+        else:
+            mphi = state.mass.unsqueeze(-1) * state.phi  # (N, K)
+            decor = correlation_penalty(mphi.mT @ signal_moment.to(mphi) @ mphi, weights)
+        terms["loss"] = terms["loss"] + decorrelation * decor
+        terms["decor"] = decor
     return (terms, tau) if return_tau else terms

@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from niso_geom.cli import main
-from niso_geom.experiments.spectra import preset, train
+from niso_geom.experiments.spectra import build_problem, preset, signal_moment, train
 
 
 def _losses(run):
@@ -59,13 +60,35 @@ def test_bad_mask_settings_are_refused_by_the_config():
         preset("tiny", "torus", mask_jitter=-0.1)
     with pytest.raises(ValueError, match="mask_width"):
         preset("tiny", "torus", mask_width=0.0)
+    with pytest.raises(ValueError, match="decorrelation"):
+        preset("tiny", "torus", decorrelation=-1.0)
+    with pytest.raises(ValueError, match="decorrelation_pairs"):
+        preset("tiny", "torus", decorrelation_pairs=-3)
+
+
+def test_decorrelation_is_wired_and_logged(tmp_path):
+    cfg = preset("tiny", "torus", steps=6, checkpoint_every=3, decorrelation=10.0)
+    train(cfg, tmp_path, progress=False, max_steps=6)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["decor"] > 0 for r in rows)
+    assert rows[0]["loss"] == pytest.approx(rows[0]["recon"] + cfg.beta * rows[0]["mult"] + 10.0 * rows[0]["decor"],
+                                            rel=1e-5)
+    # moments estimated once from many pairs: deterministic, so resuming continues the same curve
+    fixed = preset("tiny", "torus", steps=6, checkpoint_every=3, decorrelation=10.0, decorrelation_pairs=40)
+    problem = build_problem(fixed)
+    assert torch.equal(signal_moment(problem, fixed), signal_moment(problem, fixed))
+    assert signal_moment(problem, cfg) is None
+    train(fixed, tmp_path / "straight", progress=False)
+    train(fixed, tmp_path / "resumed", progress=False, max_steps=3)
+    train(fixed, tmp_path / "resumed", progress=False)
+    np.testing.assert_allclose(_losses(tmp_path / "resumed"), _losses(tmp_path / "straight"), rtol=1e-5, atol=1e-7)
 
 
 def test_a_run_from_before_a_new_field_still_resumes(tmp_path):
     cfg = preset("tiny", "torus", steps=4, checkpoint_every=2)
     train(cfg, tmp_path, progress=False, max_steps=2)
     saved = json.loads((tmp_path / "config.json").read_text())
-    for key in ("mask_width", "mask_jitter", "mask_jitter_end"):  # fields added after such runs
+    for key in ("mask_width", "mask_jitter", "mask_jitter_end", "decorrelation", "decorrelation_pairs"):  # added later
         del saved[key]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert "purity_mean" in train(cfg, tmp_path, progress=False)

@@ -9,6 +9,7 @@ import torch
 
 from niso_geom.niso.isometry import iso_solve
 from niso_geom.niso.losses import (
+    decorrelation_loss,
     equivariance_loss,
     l1,
     multiplicity_loss,
@@ -191,3 +192,55 @@ def test_mask_jitter_prefers_the_basis_of_irreducible_pairs() -> None:
         assert niso_pair_loss(state, z0, tz0)["recon"] < 1e-8
         losses[name] = float(niso_pair_loss(state, z0, tz0, mask_jitter=jitter)["recon"])
     assert 0 < losses["pure"] < 0.8 * losses["mixed"], losses
+
+
+def test_decorrelation_of_a_mixed_pair_is_its_power_contrast() -> None:
+    """Rows with orthogonal samples have no correlation; rotating two rows of powers p1, p2 by
+    45° gives ρ = (p1 - p2) / (p1 + p2) on that one pair (two ordered entries of K(K-1))."""
+    k, c = 6, 12
+    q, _ = torch.linalg.qr(torch.randn(c, c, generator=torch.Generator().manual_seed(0), dtype=F64))
+    powers = torch.tensor([4.0, 1.0, 2.0, 3.0, 0.5, 1.5], dtype=F64)
+    z = (powers.sqrt().unsqueeze(1) * q[:k] * math.sqrt(c)).unsqueeze(0)  # (1, K, C), z zᵀ/C = diag
+    assert decorrelation_loss(z, rel_eps=0.0).item() == pytest.approx(0.0, abs=1e-24)
+    mixed = z.clone()
+    mixed[0, 0], mixed[0, 1] = (z[0, 0] + z[0, 1]) / math.sqrt(2), (z[0, 0] - z[0, 1]) / math.sqrt(2)
+    rho = (4.0 - 1.0) / (4.0 + 1.0)
+    assert decorrelation_loss(mixed, rel_eps=0.0).item() == pytest.approx(2 * rho**2 / (k * (k - 1)), rel=1e-10)
+    # weights: only the mixed pair counts -> ρ² itself; a zero weight there -> 0
+    w = torch.zeros(k, k, dtype=F64)
+    w[0, 1] = w[1, 0] = 1.0
+    assert decorrelation_loss(mixed, w, rel_eps=0.0).item() == pytest.approx(rho**2, rel=1e-10)
+    assert decorrelation_loss(mixed, 1.0 - w, rel_eps=0.0).item() == pytest.approx(0.0, abs=1e-24)
+    # a vector with no power is not divided by zero
+    dead = mixed.clone()
+    dead[0, 2] = 0.0
+    assert torch.isfinite(decorrelation_loss(dead))
+
+
+def test_decorrelation_term_prefers_unmixed_shells_and_is_off_by_default() -> None:
+    """On stationary fields with a power law, a basis that mixes two Fourier pairs of different
+    power scores a larger decorrelation term than the Fourier basis; weight 0 is the paper's loss."""
+    from niso_geom import TorusGrid
+
+    eb = TorusGrid(4, 4, stencil="5pt").analytic_eigenbasis()
+    phi = torch.tensor(eb.evecs)
+    state = OperatorState(phi=phi, evals=torch.tensor(eb.evals), mass=torch.tensor(eb.mass))
+    g = torch.Generator().manual_seed(5)
+    amp = 1.0 / (1.0 + torch.arange(16, dtype=F64))  # power falls along the eigenbasis
+    x = torch.einsum("nk,k,bkc->bnc", phi, amp, torch.randn(128, 16, 64, generator=g, dtype=F64))
+    z0, tz0 = x, x.reshape(-1, 4, 4, 64).roll(1, dims=1).reshape(x.shape)  # a row shift
+    mixed_phi = phi.clone()
+    mixed_phi[:, 1], mixed_phi[:, 5] = (phi[:, 1] + phi[:, 5]) / math.sqrt(2), (phi[:, 1] - phi[:, 5]) / math.sqrt(2)
+    mixed = OperatorState(phi=mixed_phi, evals=state.evals, mass=state.mass)
+    base = niso_pair_loss(state, z0, tz0)
+    assert "decor" not in base
+    on = {name: niso_pair_loss(s, z0, tz0, decorrelation=1.0, mask=False)
+          for name, s in (("pure", state), ("mixed", mixed))}
+    assert on["pure"]["decor"] < 0.2 * on["mixed"]["decor"], (on["pure"]["decor"], on["mixed"]["decor"])
+    # the moment path (Φᵀ M Σ M Φ) with Σ = the batch's own second moments is the batch path
+    zz = torch.cat([z0, tz0]).transpose(0, 1).flatten(1)  # (N, 2B·C)
+    sigma = zz @ zz.T / zz.shape[1]
+    via = niso_pair_loss(mixed, z0, tz0, decorrelation=1.0, mask=False, signal_moment=sigma)
+    assert via["decor"].item() == pytest.approx(on["mixed"]["decor"].item(), rel=1e-9)
+    assert on["pure"]["loss"].item() == pytest.approx((on["pure"]["recon"] + 0.5 * on["pure"]["mult"]
+                                                       + on["pure"]["decor"]).item(), rel=1e-12)
