@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("homnist", help="homography-perturbed MNIST: NIso pre-training, invariant classifier, "
                                        "ablations and the AE + augmentation baseline")
-    hsub = p.add_subparsers(dest="homnist_command", metavar="{run}")
+    hsub = p.add_subparsers(dest="homnist_command", metavar="{run,equivariance}")
     hsub.required = True
     r = hsub.add_parser(
         "run", help="pre-train, train the heads on clean digits, evaluate on homNIST; write results.json/.md",
@@ -34,6 +34,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_root(r)
     r.set_defaults(func=cmd_run)
 
+    e = hsub.add_parser(
+        "equivariance", help="how equivariant a finished NIso method is on the test homographies, "
+                             "and its accuracy by quartile of the residual",
+        description="For clean test digits and their homNIST warps, the relative residual of "
+                    "ẑ(Tx) ≈ τ ẑ(x) with the loss's masked τ and with the best rotation, per mode and "
+                    "against a chance level, and the head's accuracy split by residual quartile. "
+                    "Writes equivariance.json beside the method's result.json.")
+    e.add_argument("run_dir", help="a homNIST run folder (from niso homnist run)")
+    e.add_argument("--method", default="niso", choices=[m for m in METHODS if m != "ae_aug"])
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--digits", type=int, default=100, help="clean test digits, each with its 32 warps (default 100)")
+    add_data_root(e)
+    e.set_defaults(func=cmd_equivariance)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from niso_geom.experiments import homnist
@@ -51,4 +65,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                                    resume=not args.no_resume, jobs=args.jobs, on_record=announce)
     print_experiment_summary(homnist.summary_rows(results, records), homnist.SUMMARY_HEADERS, homnist.targets(results),
                              f"results.json and results.md in {args.out}")
+    return 0
+
+
+def cmd_equivariance(args: argparse.Namespace) -> int:
+    from niso_geom.experiments.homnist_equivariance import equivariance_report
+
+    rep = equivariance_report(args.run_dir, args.method, args.seed, args.digits, data_root=args.data_root)
+    print(f"{rep['method']} seed {rep['seed']}: {rep['images']} warped images of {rep['digits']} test digits")
+    print(f"relative residual |ẑ(Tx) − τ ẑ(x)|²/|ẑ(Tx)|²: masked τ {rep['residual_masked_mean']:.4f}, "
+          f"best rotation {rep['residual_free_mean']:.4f} (median {rep['residual_free_median']:.4f}), "
+          f"chance (another digit) {rep['residual_chance_mean']:.4f}; "
+          f"best rotation / chance {rep['residual_free_over_chance']:.3f}")
+    print(f"homNIST accuracy {100 * rep['accuracy']:.2f} % (clean {100 * rep['clean_accuracy']:.2f} %); "
+          "by quartile of the best-rotation residual:")
+    for q in rep["accuracy_by_residual_quartile"]:
+        acc = "–" if q["accuracy"] is None else f"{100 * q['accuracy']:.1f} %"
+        print(f"  {q['residual_from']:.4f} – {q['residual_to']:.4f}: {acc} of {q['images']}")
+    print(f"equivariance.json in {args.run_dir}/{rep['method']}/seed{rep['seed']}")
     return 0

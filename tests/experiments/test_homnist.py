@@ -12,6 +12,7 @@ import torch
 
 from niso_geom.cli import main
 from niso_geom.experiments import homnist
+from niso_geom.experiments.homnist_equivariance import equivariance_report, pair_residuals
 
 
 def test_presets_are_frozen_and_overrides_are_parsed():
@@ -145,6 +146,18 @@ def test_tiny_preset_end_to_end_via_the_cli(tmp_path, capsys):
         md = (out / "results.md").read_text()
         assert "| NIso |" in md and "97.38" in md and "80.96" in md
 
+        # the equivariance diagnostic on the finished run
+        capsys.readouterr()
+        assert main(["homnist", "equivariance", str(out), "--digits", "4"]) == 0
+        assert "best rotation / chance" in capsys.readouterr().out
+        rep = json.loads((out / "niso" / "seed0" / "equivariance.json").read_text())
+        assert rep["images"] == 4 * 32 and len(rep["residual_free_per_mode"]) == 16
+        assert 0 <= rep["residual_free_mean"] <= rep["residual_masked_mean"] + 1e-6
+        assert sum(q["images"] for q in rep["accuracy_by_residual_quartile"]) == rep["images"]
+        assert 0 <= rep["accuracy"] <= 1 and sum(rep["energy_share_per_mode"]) == pytest.approx(1.0, abs=1e-4)
+        with pytest.raises(ValueError, match="no learned operator"):
+            equivariance_report(out, "ae_aug")
+
         before = (out / "niso" / "seed0" / "result.json").read_text()
         assert main(argv[:6] + ["niso", "--out", str(out), "--no-progress"]) == 0  # resumed: nothing retrained
         assert (out / "niso" / "seed0" / "result.json").read_text() == before
@@ -152,6 +165,20 @@ def test_tiny_preset_end_to_end_via_the_cli(tmp_path, capsys):
         assert again["methods"]["niso"] == res["methods"]["niso"]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_pair_residuals_vanish_for_exact_rotations_and_the_best_rotation_wins():
+    g = torch.Generator().manual_seed(0)
+    src = torch.randn(5, 6, 4, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(5, 6, 6, generator=g, dtype=torch.float64))
+    q[:, :, 0] *= torch.sign(torch.linalg.det(q)).unsqueeze(-1)  # into SO(6)
+    total, per_mode = pair_residuals(src, q @ src, None)
+    assert total.shape == (5,) and per_mode.shape == (5, 6) and float(total.max()) < 1e-20
+    evals = torch.arange(6, dtype=torch.float64) * 3.0  # a mask that forbids most of q
+    dst = q @ src + 0.1 * torch.randn(5, 6, 4, generator=g, dtype=torch.float64)
+    masked, _ = pair_residuals(src, dst, evals)
+    free, _ = pair_residuals(src, dst, None)
+    assert bool((free <= masked + 1e-12).all()) and float(masked.min()) > 0.1
 
 
 def test_cli_rejects_bad_overrides(tmp_path):

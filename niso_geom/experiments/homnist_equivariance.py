@@ -1,0 +1,134 @@
+"""How equivariant is a trained homNIST encoder on the test homographies, and does it matter?
+
+For the clean test digit x and each of its homNIST warps Tx, with coefficients ẑ = Φᵀ M E(·)
+(K, C) of a finished NIso run, the relative residual ``‖ẑ(Tx) − τ ẑ(x)‖² / ‖ẑ(Tx)‖²`` is
+measured for τ the masked map the NIso loss uses and for the best rotation in SO(K) (what the
+O(K)-invariant head is blind to), per spectral mode and overall, against a chance level (x
+paired with the warps of another digit); then the head's homNIST accuracy is split by quartile
+of the residual. ``niso homnist equivariance RUN_DIR`` prints it and writes
+``equivariance.json`` beside the method's ``result.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["pair_residuals", "equivariance_report"]
+
+
+def pair_residuals(src: torch.Tensor, dst: torch.Tensor, evals: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relative residuals of ``dst ≈ τ src`` with τ in SO(K) solved per pair.
+
+    Parameters
+    ----------
+    src, dst : Tensor (B, K, C) coefficients.
+    evals : Tensor (K,) for the masked map of the NIso loss, None for the best rotation.
+
+    Returns
+    -------
+    total : (B,) ``‖dst − τ src‖² / ‖dst‖²``; per_mode : (B, K) the same ratio row by row.
+    """
+    from niso_geom.niso.isometry import iso_solve_coeffs
+
+    tau = iso_solve_coeffs(src, dst, evals)
+    res = (dst - tau @ src).square()
+    power = dst.square()
+    tiny = torch.finfo(dst.dtype).tiny
+    return res.sum((1, 2)) / power.sum((1, 2)).clamp_min(tiny), res.sum(2) / power.sum(2).clamp_min(tiny)
+
+
+def _config(run_dir: Path):
+    from niso_geom.experiments.homnist import HomNISTConfig
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a homNIST run folder")
+    saved = json.loads(path.read_text())["config"]
+    fields = {f.name: f for f in dataclasses.fields(HomNISTConfig)}
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in fields}
+    return HomNISTConfig(**kwargs)
+
+
+def _latest(folder: Path) -> Path:
+    from niso_geom.niso.training import latest_checkpoint
+
+    last = latest_checkpoint(folder)
+    if last is None:
+        raise FileNotFoundError(f"no checkpoint in {folder}; has this method finished?")
+    return last
+
+
+def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: int = 0, digits: int = 100, *,
+                        data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Residuals and accuracy by residual quartile for one finished NIso method/seed (see module doc).
+
+    ``digits`` clean test digits (and their 32 warps each) are used. Returns a JSON-ready dict.
+    """
+    from niso_geom.data.homnist import build_homnist
+    from niso_geom.experiments.common import Classifier
+    from niso_geom.experiments.homnist import _to_dual, build_autoencoder, build_head, load_test_digits, method_spec
+    from niso_geom.niso.autoencoder import encode_coefficients
+    from niso_geom.niso.training import load_checkpoint
+
+    run = Path(run_dir)
+    cfg = _config(run)
+    spec = method_spec(cfg, method)
+    if spec["kind"] != "niso":
+        raise ValueError(f"{method!r} has no learned operator; choose a NIso method")
+    if digits < 2:
+        raise ValueError(f"digits must be >= 2 (the chance level pairs different digits), got {digits}")
+    base = run / method / f"seed{seed}"
+    model = build_autoencoder(cfg, "niso", spec["alpha"], spec["beta"])
+    load_checkpoint(_latest(run / spec["pretrain_of"] / f"seed{seed}" / "pretrain" / "checkpoints"), model,
+                    restore_rng=False, map_location="cpu")
+    clf = Classifier(build_head(cfg, "niso", model.latent_shape))
+    load_checkpoint(_latest(base / "head" / "checkpoints"), clf, restore_rng=False, map_location="cpu")
+    model.eval()
+    clf.eval()
+
+    n = min(digits, cfg.test_digits or digits)
+    test = build_homnist(seed=cfg.homnist_seed, subset=n, progress=False, data_root=data_root)
+    clean_u8, clean_labels = load_test_digits(n, data_root)
+    per = len(test.labels) // n
+    with torch.no_grad():
+        zc = encode_coefficients(model, _to_dual(clean_u8), batch_size=cfg.eval_batch)
+        warped = torch.from_numpy(test.images).float().mul(2.0).sub(1.0).unsqueeze(1)
+        zw = encode_coefficients(model, warped, batch_size=cfg.eval_batch)
+        src = zc.repeat_interleave(per, 0)
+        evals = model.state().evals
+        masked, masked_modes = pair_residuals(src, zw, evals)
+        free, free_modes = pair_residuals(src, zw, None)
+        chance, _ = pair_residuals(zc.roll(1, 0).repeat_interleave(per, 0), zw, None)
+        correct = (clf.head(zw).argmax(-1) == torch.as_tensor(test.labels)).double()
+        clean_acc = float((clf.head(zc).argmax(-1) == clean_labels).double().mean())
+    edges = np.quantile(free.numpy(), [0.0, 0.25, 0.5, 0.75, 1.0])
+    quartiles = []
+    for q, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        sel = (free >= lo) & ((free < hi) if q < 3 else (free <= hi))
+        quartiles.append({"residual_from": float(lo), "residual_to": float(hi), "images": int(sel.sum()),
+                          "accuracy": float(correct[sel].mean()) if sel.any() else None})
+    report = {
+        "method": method, "seed": seed, "digits": n, "images": int(len(zw)),
+        "residual_masked_mean": float(masked.mean()),
+        "residual_free_mean": float(free.mean()),
+        "residual_free_median": float(free.median()),
+        "residual_chance_mean": float(chance.mean()),
+        "residual_free_over_chance": float(free.mean() / chance.mean().clamp_min(torch.finfo(chance.dtype).tiny)),
+        "residual_masked_per_mode": masked_modes.mean(0).tolist(),
+        "residual_free_per_mode": free_modes.mean(0).tolist(),
+        "energy_share_per_mode": (zc.square().sum(2) / zc.square().sum((1, 2)).unsqueeze(1)).mean(0).tolist(),
+        "learned_evals": evals.tolist(),
+        "accuracy": float(correct.mean()), "clean_accuracy": clean_acc,
+        "accuracy_by_residual_quartile": quartiles,
+    }
+    from niso_geom.cli._common import write_json
+
+    write_json(base / "equivariance.json", report)
+    return report
