@@ -57,7 +57,12 @@ class SpectraConfig:
     mask_jitter: float = 0.0  # std of Gaussian offsets on Λ in the training mask (0: the paper's) ...
     mask_jitter_end: float = 0.0  # ... going linearly to this std at the last step (clipped at 0)
     decorrelation: float = 0.0  # weight of the mask-weighted coefficient decorrelation (0: the paper's)
-    decorrelation_pairs: int = 0  # > 0: its second moments from this many pairs drawn once (0: each batch's)
+    moment_pairs: int = 0  # > 0: the signals' second moments from this many pairs drawn once (0: none)
+    #   decorrelation then uses them instead of each batch's; cluster_pca needs them
+    cluster_pca_every: int = 0  # > 0: every this many steps, rotate eigenvalue clusters to principal axes
+    cluster_pca_gap: float = 0.5  # clusters: consecutive learned eigenvalues closer than this
+    cluster_pca_max: int = 8  # longer runs are cut into pieces of at most this many vectors
+    cluster_pca_until: float = 0.8  # no rotation after this fraction of the steps
     eigenvalue_param: str = "square"
     dropout: bool = True
     dropout_warmup: int = 0  # steps before spectral dropout starts
@@ -75,8 +80,12 @@ class SpectraConfig:
             raise ValueError(f"mask_jitter must be >= 0, got {self.mask_jitter}")
         if self.decorrelation < 0:
             raise ValueError(f"decorrelation must be >= 0, got {self.decorrelation}")
-        if self.decorrelation_pairs < 0:
-            raise ValueError(f"decorrelation_pairs must be >= 0, got {self.decorrelation_pairs}")
+        if self.moment_pairs < 0:
+            raise ValueError(f"moment_pairs must be >= 0, got {self.moment_pairs}")
+        if self.cluster_pca_every < 0:
+            raise ValueError(f"cluster_pca_every must be >= 0, got {self.cluster_pca_every}")
+        if self.cluster_pca_every > 0 and self.moment_pairs <= 0:
+            raise ValueError("cluster_pca_every needs the signals' second moments: set moment_pairs > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -276,14 +285,14 @@ def _batch(problem: Problem, cfg: SpectraConfig, step: int) -> tuple[torch.Tenso
 
 def signal_moment(problem: Problem, cfg: SpectraConfig, chunk: int = 64) -> torch.Tensor | None:
     """Second moments Σ = E[x xᵀ] (N, N) of the training signals and their transformed copies,
-    from ``cfg.decorrelation_pairs`` pairs of a stream disjoint from training and evaluation
-    (the same every time, so a resumed run uses the same Σ); None when not configured."""
-    if cfg.decorrelation <= 0 or cfg.decorrelation_pairs <= 0:
+    from ``cfg.moment_pairs`` pairs of a stream disjoint from training and evaluation (the same
+    every time, so a resumed run uses the same Σ); None when nothing uses them."""
+    if cfg.moment_pairs <= 0 or (cfg.decorrelation <= 0 and cfg.cluster_pca_every <= 0):
         return None
     rng = np.random.default_rng([cfg.seed, 10**9 + 1])
     total, count = None, 0
-    for start in range(0, cfg.decorrelation_pairs, chunk):
-        x, tx, _ = problem.sampler.sample(min(chunk, cfg.decorrelation_pairs - start), rng)
+    for start in range(0, cfg.moment_pairs, chunk):
+        x, tx, _ = problem.sampler.sample(min(chunk, cfg.moment_pairs - start), rng)
         z = np.concatenate([x, tx]).transpose(1, 0, 2).reshape(x.shape[1], -1).astype(np.float64)  # (N, samples)
         total = z @ z.T if total is None else total + z @ z.T
         count += z.shape[1]
@@ -309,7 +318,8 @@ def train_step(op, problem: Problem, cfg: SpectraConfig, step: int,
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step + 7)
         jitter = sigma * torch.randn(cfg.batch, cfg.k, generator=gen)
     terms = niso_pair_loss(state, x, tx, beta=cfg.beta, mask_width=cfg.mask_width, mask_jitter=jitter,
-                           keep=keep, decorrelation=cfg.decorrelation, signal_moment=moment)
+                           keep=keep, decorrelation=cfg.decorrelation,
+                           signal_moment=moment if cfg.decorrelation > 0 else None)
     terms["loss"].backward()
     return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -378,6 +388,12 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
                                          f" {latest_checkpoint(ckpt_dir)}")
             opt.step()
             sched.step()
+            if cfg.cluster_pca_every and (step + 1) % cfg.cluster_pca_every == 0 \
+                    and step + 1 <= cfg.cluster_pca_until * cfg.steps:
+                from niso_geom.niso.cluster_pca import rotate_clusters_to_principal_axes
+
+                terms["pca_clusters"] = rotate_clusters_to_principal_axes(
+                    op, moment, cfg.cluster_pca_gap, max_size=cfg.cluster_pca_max, optimizer=opt)
             mf.write(json.dumps({"step": step, **terms, "lr": sched.get_last_lr()[0]}) + "\n")
             if hasattr(bar, "set_postfix") and step % 10 == 0:
                 bar.set_postfix(loss=f"{terms['loss']:.4f}", recon=f"{terms['recon']:.4f}")

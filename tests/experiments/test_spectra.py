@@ -62,8 +62,8 @@ def test_bad_mask_settings_are_refused_by_the_config():
         preset("tiny", "torus", mask_width=0.0)
     with pytest.raises(ValueError, match="decorrelation"):
         preset("tiny", "torus", decorrelation=-1.0)
-    with pytest.raises(ValueError, match="decorrelation_pairs"):
-        preset("tiny", "torus", decorrelation_pairs=-3)
+    with pytest.raises(ValueError, match="moment_pairs"):
+        preset("tiny", "torus", moment_pairs=-3)
 
 
 def test_decorrelation_is_wired_and_logged(tmp_path):
@@ -74,7 +74,7 @@ def test_decorrelation_is_wired_and_logged(tmp_path):
     assert rows[0]["loss"] == pytest.approx(rows[0]["recon"] + cfg.beta * rows[0]["mult"] + 10.0 * rows[0]["decor"],
                                             rel=1e-5)
     # moments estimated once from many pairs: deterministic, so resuming continues the same curve
-    fixed = preset("tiny", "torus", steps=6, checkpoint_every=3, decorrelation=10.0, decorrelation_pairs=40)
+    fixed = preset("tiny", "torus", steps=6, checkpoint_every=3, decorrelation=10.0, moment_pairs=40)
     problem = build_problem(fixed)
     assert torch.equal(signal_moment(problem, fixed), signal_moment(problem, fixed))
     assert signal_moment(problem, cfg) is None
@@ -84,11 +84,26 @@ def test_decorrelation_is_wired_and_logged(tmp_path):
     np.testing.assert_allclose(_losses(tmp_path / "resumed"), _losses(tmp_path / "straight"), rtol=1e-5, atol=1e-7)
 
 
+def test_cluster_pca_is_wired_needs_moments_and_resumes_exactly(tmp_path):
+    with pytest.raises(ValueError, match="moment_pairs"):
+        preset("tiny", "torus", cluster_pca_every=5)
+    cfg = preset("tiny", "torus", steps=30, checkpoint_every=10, cluster_pca_every=5, moment_pairs=40,
+                 cluster_pca_gap=5.0, cluster_pca_until=0.5)
+    train(cfg, tmp_path / "straight", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    rotated = [r["step"] for r in rows if "pca_clusters" in r]
+    assert rotated == [4, 9, 14] and all(r["pca_clusters"] >= 1 for r in rows if "pca_clusters" in r)
+    train(cfg, tmp_path / "resumed", progress=False, max_steps=10)
+    train(cfg, tmp_path / "resumed", progress=False)
+    np.testing.assert_allclose(_losses(tmp_path / "resumed"), _losses(tmp_path / "straight"), rtol=1e-5, atol=1e-7)
+
+
 def test_a_run_from_before_a_new_field_still_resumes(tmp_path):
     cfg = preset("tiny", "torus", steps=4, checkpoint_every=2)
     train(cfg, tmp_path, progress=False, max_steps=2)
     saved = json.loads((tmp_path / "config.json").read_text())
-    for key in ("mask_width", "mask_jitter", "mask_jitter_end", "decorrelation", "decorrelation_pairs"):  # added later
+    for key in ("mask_width", "mask_jitter", "mask_jitter_end", "decorrelation", "moment_pairs",
+                "cluster_pca_every", "cluster_pca_gap", "cluster_pca_max", "cluster_pca_until"):  # added later
         del saved[key]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert "purity_mean" in train(cfg, tmp_path, progress=False)
