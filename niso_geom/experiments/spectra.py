@@ -86,6 +86,9 @@ class SpectraConfig:
             raise ValueError(f"cluster_pca_every must be >= 0, got {self.cluster_pca_every}")
         if self.cluster_pca_every > 0 and self.moment_pairs <= 0:
             raise ValueError("cluster_pca_every needs the signals' second moments: set moment_pairs > 0")
+        if not self.cluster_pca_gap > 0 or self.cluster_pca_max < 2:
+            raise ValueError(f"cluster_pca_gap must be positive and cluster_pca_max >= 2, got "
+                             f"{self.cluster_pca_gap} and {self.cluster_pca_max}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -604,7 +607,6 @@ def load_run(run_dir: Path, data_root: str | None = None):
         raise FileNotFoundError(f"{run_dir}: no config.json (is this a spectra run directory?)")
     cfg = SpectraConfig(**json.loads(cfg_file.read_text()))
     problem = build_problem(cfg, data_root)
-    moment = signal_moment(problem, cfg)
     op = make_operator(cfg, problem.domain.n)
     last = latest_checkpoint(run_dir / "checkpoints")
     if last is None:

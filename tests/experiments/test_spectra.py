@@ -87,6 +87,8 @@ def test_decorrelation_is_wired_and_logged(tmp_path):
 def test_cluster_pca_is_wired_needs_moments_and_resumes_exactly(tmp_path):
     with pytest.raises(ValueError, match="moment_pairs"):
         preset("tiny", "torus", cluster_pca_every=5)
+    with pytest.raises(ValueError, match="cluster_pca_max"):
+        preset("tiny", "torus", cluster_pca_every=5, moment_pairs=4, cluster_pca_max=1)
     cfg = preset("tiny", "torus", steps=30, checkpoint_every=10, cluster_pca_every=5, moment_pairs=40,
                  cluster_pca_gap=5.0, cluster_pca_until=0.5)
     train(cfg, tmp_path / "straight", progress=False)
