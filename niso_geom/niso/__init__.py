@@ -6,10 +6,13 @@ See ``niso-reference.md`` §1 for the algorithm. Encoder/decoder models live in
 
 from __future__ import annotations
 
+from niso_geom.niso.cluster_pca import eigenvalue_clusters, rotate_clusters_to_principal_axes
 from niso_geom.niso.isometry import IsoSolve, delta_mask, iso_solve, iso_solve_coeffs, transform
 from niso_geom.niso.linalg import ortho_det, procrustes, safe_inverse, safe_svd
 from niso_geom.niso.losses import (
     SpectralPair,
+    correlation_penalty,
+    decorrelation_loss,
     equivariance_loss,
     l1,
     multiplicity_loss,
@@ -48,8 +51,11 @@ __all__ = [
     "OperatorState",
     "SpectralPair",
     "WarmupCosine",
+    "correlation_penalty",
+    "decorrelation_loss",
     "delta_mask",
     "dense_operator",
+    "eigenvalue_clusters",
     "equivariance_loss",
     "iso_solve",
     "iso_solve_coeffs",
@@ -66,6 +72,7 @@ __all__ = [
     "procrustes",
     "project",
     "reconstruction_loss",
+    "rotate_clusters_to_principal_axes",
     "safe_inverse",
     "safe_svd",
     "sample_truncation",
