@@ -328,8 +328,7 @@ def train_step(op, problem: Problem, cfg: SpectraConfig, step: int,
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step + 7)
         jitter = sigma * torch.randn(cfg.batch, cfg.k, generator=gen)
     terms = niso_pair_loss(state, x, tx, beta=cfg.beta, mask_width=cfg.mask_width, mask_jitter=jitter,
-                           keep=keep, decorrelation=cfg.decorrelation,
-                           signal_moment=moment if cfg.decorrelation > 0 else None)
+                           keep=keep, decorrelation=cfg.decorrelation, signal_moment=moment)
     terms["loss"].backward()
     return {k: float(v.detach()) for k, v in terms.items()}
 

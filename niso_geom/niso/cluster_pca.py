@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from niso_geom.niso.operator import LearnedOperator
+from niso_geom.niso.operator import LearnedOperator, project_moment
 
 __all__ = ["eigenvalue_clusters", "rotate_clusters_to_principal_axes"]
 
@@ -68,8 +68,7 @@ def rotate_clusters_to_principal_axes(op: LearnedOperator, moment: torch.Tensor,
     """
     state = op()
     order = torch.argsort(op.eigenvalues().detach(), stable=True)  # sorted position -> raw column
-    mphi = state.mass.unsqueeze(-1) * state.phi
-    second = mphi.mT @ moment.to(mphi) @ mphi  # (K, K) coefficient moments
+    second = project_moment(state, moment)  # (K, K)
     adam = optimizer.state.get(op.phi_raw, {}) if optimizer is not None else {}
     clusters = eigenvalue_clusters(state.evals, gap, max_size)
     for cluster in clusters:

@@ -18,7 +18,7 @@ import torch
 
 from niso_geom.niso.isometry import delta_mask, iso_solve_coeffs
 from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod
-from niso_geom.niso.operator import OperatorState, project, spectral_dropout, unproject
+from niso_geom.niso.operator import OperatorState, project, project_moment, spectral_dropout, unproject
 
 __all__ = [
     "l1",
@@ -49,7 +49,7 @@ def multiplicity_loss(evals: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     evals : Tensor (..., K). Returns (...).
     """
     k = evals.shape[-1]
-    G = torch.exp(-(evals.unsqueeze(-1) - evals.unsqueeze(-2)).abs())
+    G = delta_mask(evals)
     L = torch.diag_embed(G.sum(-1)) - G
     return torch.sqrt(L.square().sum((-2, -1)) + eps) / k
 
@@ -185,8 +185,7 @@ def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, be
         if signal_moment is None:
             decor = decorrelation_loss(torch.cat([z0_b, tz0_b]), weights)
         else:
-            mphi = state.mass.unsqueeze(-1) * state.phi  # (N, K)
-            decor = correlation_penalty(mphi.mT @ signal_moment.to(mphi) @ mphi, weights)
+            decor = correlation_penalty(project_moment(state, signal_moment), weights)
         terms["loss"] = terms["loss"] + decorrelation * decor
         terms["decor"] = decor
     return (terms, tau) if return_tau else terms

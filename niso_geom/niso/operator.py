@@ -28,6 +28,7 @@ __all__ = [
     "LearnedOperator",
     "m_orthonormalize",
     "project",
+    "project_moment",
     "unproject",
     "dense_operator",
     "orthonormality_error",
@@ -98,6 +99,12 @@ def orthonormality_error(state: OperatorState) -> torch.Tensor:
 def project(state: OperatorState, x: torch.Tensor) -> torch.Tensor:
     """Spectral coefficients ``Φᵀ M x``: x (..., N, C) -> (..., K, C)."""
     return state.phi.mT @ (state.mass.unsqueeze(-1) * x)
+
+
+def project_moment(state: OperatorState, moment: torch.Tensor) -> torch.Tensor:
+    """Second moments of the coefficients, ``Φᵀ M Σ M Φ`` (K, K), from those of the signals Σ (N, N)."""
+    mphi = state.mass.unsqueeze(-1) * state.phi
+    return mphi.mT @ moment.to(mphi) @ mphi
 
 
 def unproject(state: OperatorState, coeffs: torch.Tensor) -> torch.Tensor:
