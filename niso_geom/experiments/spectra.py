@@ -63,6 +63,9 @@ class SpectraConfig:
     cluster_pca_gap: float = 0.5  # clusters: consecutive learned eigenvalues closer than this
     cluster_pca_max: int = 8  # longer runs are cut into pieces of at most this many vectors
     cluster_pca_until: float = 0.8  # no rotation after this fraction of the steps
+    refine_steps: int = 0  # > 0: a final phase of this many steps (counted in steps) in which ...
+    refine_beta: float = 0.01  # ... the multiplicity weight drops to this, ...
+    refine_lr: float = 1e-3  # ... the eigenvalues move at this constant rate and Φ, M stay at lr_end
     eigenvalue_param: str = "square"
     dropout: bool = True
     dropout_warmup: int = 0  # steps before spectral dropout starts
@@ -89,6 +92,17 @@ class SpectraConfig:
         if not self.cluster_pca_gap > 0 or self.cluster_pca_max < 2:
             raise ValueError(f"cluster_pca_gap must be positive and cluster_pca_max >= 2, got "
                              f"{self.cluster_pca_gap} and {self.cluster_pca_max}")
+        if not 0 <= self.refine_steps < self.steps:
+            raise ValueError(f"refine_steps must be in [0, steps={self.steps}), got {self.refine_steps} (the"
+                             " refinement phase is the last refine_steps of the run; --set refine_steps=0"
+                             " turns it off)")
+        if self.refine_beta < 0 or not self.refine_lr > 0:
+            raise ValueError(f"refine_beta must be >= 0 and refine_lr > 0, got {self.refine_beta} and "
+                             f"{self.refine_lr}")
+
+    def refining(self, step: int) -> bool:
+        """Whether step (0-based) belongs to the final refinement phase (``refine_steps``)."""
+        return self.refine_steps > 0 and step >= self.steps - self.refine_steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,8 +127,13 @@ PRESETS: dict[str, dict[str, SpectraConfig]] = {
                                moment_pairs=512, cluster_pca_every=500, preset="cpu"),
         # signals band-limited to the K = 64 harmonics the grid resolves (degree ≤ 7): on the 16×16
         # Driscoll–Healy grid higher degrees alias, and l = 6, 7 then mixed (counts 15/13 for 13/15).
+        # after 4000 steps the degrees are found, but the multiplicity loss keeps each degree's 2l+1
+        # eigenvalues about a mask width apart, so the model's τ damps its own within-degree entries
+        # (Wigner-D match 0.26); 1000 more steps with β = 0.01 and the eigenvalues at a constant 1e-3
+        # (Φ and M at lr_end) draw each degree together and push the degrees apart: Wigner-D 0.26 -> 0.03
+        # (docs/spectra.md "Refinement"); refine_steps=0 with steps=4000 is the preset before it
         "sphere": SpectraConfig(domain="sphere", grid="dh", res=16, k=64, lmax=7, channels=128, batch=8,
-                                steps=4000, beta=0.25, eigenvalue_param="cumsum", preset="cpu"),
+                                steps=5000, refine_steps=1000, beta=0.25, eigenvalue_param="cumsum", preset="cpu"),
         "mesh": SpectraConfig(domain="mesh", res=3, k=64, lmax=7, channels=128, batch=8, steps=4000, beta=0.25,
                               eigenvalue_param="cumsum", preset="cpu"),
     },
@@ -327,7 +346,8 @@ def train_step(op, problem: Problem, cfg: SpectraConfig, step: int,
     if sigma > 0:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step + 7)
         jitter = sigma * torch.randn(cfg.batch, cfg.k, generator=gen)
-    terms = niso_pair_loss(state, x, tx, beta=cfg.beta, mask_width=cfg.mask_width, mask_jitter=jitter,
+    beta = cfg.refine_beta if cfg.refining(step) else cfg.beta
+    terms = niso_pair_loss(state, x, tx, beta=beta, mask_width=cfg.mask_width, mask_jitter=jitter,
                            keep=keep, decorrelation=cfg.decorrelation, signal_moment=moment)
     terms["loss"].backward()
     return {k: float(v.detach()) for k, v in terms.items()}
@@ -373,7 +393,7 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
     moment = signal_moment(problem, cfg)
     op = make_operator(cfg, problem.domain.n)
     opt = make_optimizer(operator_param_groups(op, cfg), lr=cfg.lr)
-    sched = make_scheduler(opt, decay_steps=cfg.steps, warmup=cfg.warmup, peak=cfg.lr, end=cfg.lr_end)
+    sched = make_scheduler(opt, decay_steps=cfg.steps - cfg.refine_steps, warmup=cfg.warmup, peak=cfg.lr, end=cfg.lr_end)
     start, wall0 = 0, 0.0
     ckpt_dir = out / "checkpoints"
     last = latest_checkpoint(ckpt_dir) if resume else None
@@ -389,15 +409,20 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
     t0 = time.perf_counter()
     bar = _progress(range(start, stop), progress, total=cfg.steps, initial=start, desc=f"spectra/{cfg.domain}")
     with open(metrics_path, "a") as mf:
+        evals_group = next(g for g in opt.param_groups if any(p is op.evals_raw for p in g["params"]))
         for step in bar:
+            refining = cfg.refining(step)
             opt.zero_grad(set_to_none=True)
             terms = train_step(op, problem, cfg, step, moment)
             if not np.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss became {terms['loss']} at step {step}; the last checkpoint is"
                                          f" {latest_checkpoint(ckpt_dir)}")
+            if refining:  # the schedule (over the main phase) holds Φ and M at lr_end
+                evals_group["lr"] = cfg.refine_lr
+            terms["eigenvalue_lr"] = evals_group["lr"]
             opt.step()
             sched.step()
-            if cfg.cluster_pca_every and (step + 1) % cfg.cluster_pca_every == 0 \
+            if cfg.cluster_pca_every and (step + 1) % cfg.cluster_pca_every == 0 and not refining \
                     and step + 1 <= cfg.cluster_pca_until * cfg.steps:
                 from niso_geom.niso.cluster_pca import rotate_clusters_to_principal_axes
 
@@ -478,7 +503,8 @@ def evaluate(op, problem: Problem, cfg: SpectraConfig) -> dict[str, Any]:
 
 
 SUMMARY_KEYS = ["purity_mean", "eigenvalue_spearman", "eigenvalue_scale_fit_error", "tau_block_energy",
-                "tau_block_energy_random", "commutator", "mass_correlation", "mass_cv", "multiplicity_match",
+                "tau_block_energy_random", "commutator", "mass_correlation", "mass_correlation_visible", "mass_cv",
+                "multiplicity_match",
                 "wigner_error", "wigner_error_unmasked", "wall_seconds", "steps_per_second"]
 
 

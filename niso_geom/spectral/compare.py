@@ -13,7 +13,8 @@ eigenvalue), :func:`compare` reports
   averaged over maps, beside the same share for Haar-random orthogonal matrices;
 * commutator ‖T O − O T‖_F / ‖O‖_F of the learned operator O = Φ Λ Φᵀ M with the group's
   generators T;
-* mass correlation (Pearson) between the learned and the ground-truth mass;
+* mass correlation (Pearson) between the learned and the ground-truth mass, also restricted
+  to the part of the mass that signals in the span of the first K analytic vectors can see;
 * on the sphere, the Wigner-D match of each degree block: the learned block aligned to
   the real SH of its degree by Procrustes (Φ_l ≈ Y_l Q_l), then
   ‖τ_l − Q_lᵀ D^l(R) Q_l‖_F / ‖D^l(R)‖_F.
@@ -105,6 +106,30 @@ def scale_fit_error(learned: np.ndarray, reference: np.ndarray) -> tuple[float, 
     return s, float(np.linalg.norm(s * lam - mu) / max(np.linalg.norm(mu), 1e-300))
 
 
+def visible_mass_projector(basis: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
+    """Orthogonal projector (N, N) onto the masses that the Gram matrix of a basis can see.
+
+    Signals in span(B), B (N, K), meet a mass w only through ``Bᵀ diag(w) B``; masses in the null
+    space of ``w ↦ Bᵀ diag(w) B`` change no loss of such signals and cannot be learned from them.
+    The map's own Gram matrix is ``(B Bᵀ) ∘ (B Bᵀ)``; its eigenvectors above ``rtol`` times the
+    largest eigenvalue span the visible masses.
+    """
+    B = np.asarray(basis, dtype=np.float64)
+    G = B @ B.T
+    w, V = np.linalg.eigh(G * G)
+    V = V[:, w > rtol * w.max()]
+    return V @ V.T
+
+
+def visible_mass_correlation(learned: np.ndarray, reference: np.ndarray, basis: np.ndarray) -> float | None:
+    """:func:`mass_correlation` of the two masses' parts that signals in span(basis) can see
+    (:func:`visible_mass_projector`); None when the reference is constant."""
+    if mass_correlation(learned, reference) is None:
+        return None
+    P = visible_mass_projector(basis)
+    return mass_correlation(P @ np.asarray(learned, float), P @ np.asarray(reference, float))
+
+
 def wigner_match(phi: np.ndarray, assignment: Assignment, degrees: np.ndarray, harmonics: np.ndarray,
                  mass: np.ndarray, taus: np.ndarray, rotations: np.ndarray) -> dict[int, float]:
     """Per degree l: mean over maps of ‖τ_l − Q_lᵀ D^l(R) Q_l‖_F / ‖D^l‖_F.
@@ -177,6 +202,8 @@ def compare(phi: np.ndarray, evals: np.ndarray, mass: np.ndarray, gt: Eigenbasis
         "eigenvalue_scale": scale,
         "eigenvalue_scale_fit_error": scale_err,
         "mass_correlation": mass_correlation(mass, gt.mass if reference_mass is None else reference_mass),
+        "mass_correlation_visible": visible_mass_correlation(
+            mass, gt.mass if reference_mass is None else reference_mass, gt.evecs[:, :K]),
         "mass_cv": float(np.std(mass) / np.mean(mass)),
     }
     if taus is not None:

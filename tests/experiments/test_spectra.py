@@ -100,12 +100,33 @@ def test_cluster_pca_is_wired_needs_moments_and_resumes_exactly(tmp_path):
     np.testing.assert_allclose(_losses(tmp_path / "resumed"), _losses(tmp_path / "straight"), rtol=1e-5, atol=1e-7)
 
 
+def test_refine_phase_switches_beta_and_the_eigenvalue_rate_and_resumes_exactly(tmp_path):
+    with pytest.raises(ValueError, match="refine_steps"):
+        preset("tiny", "sphere", steps=30, refine_steps=30)
+    with pytest.raises(ValueError, match="refine_lr"):
+        preset("tiny", "sphere", refine_steps=5, refine_lr=0.0)
+    cfg = preset("tiny", "sphere", steps=30, checkpoint_every=10, refine_steps=10, refine_beta=0.05, refine_lr=3e-3)
+    assert [cfg.refining(s) for s in (19, 20, 29)] == [False, True, True]
+    train(cfg, tmp_path / "straight", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:  # the multiplicity weight switches at step 20
+        beta = 0.05 if r["step"] >= 20 else cfg.beta
+        assert r["loss"] == pytest.approx(r["recon"] + beta * r["mult"], rel=1e-5)
+    assert all(r["eigenvalue_lr"] == 3e-3 for r in rows[20:]) and rows[19]["eigenvalue_lr"] < 3e-3
+    # the main phase's schedule ends where the refinement begins: Φ and M are then held at lr_end
+    assert rows[19]["lr"] == pytest.approx(cfg.lr_end) and all(r["lr"] == pytest.approx(cfg.lr_end) for r in rows[20:])
+    train(cfg, tmp_path / "resumed", progress=False, max_steps=25)  # stopped inside the phase
+    train(cfg, tmp_path / "resumed", progress=False)
+    np.testing.assert_allclose(_losses(tmp_path / "resumed"), _losses(tmp_path / "straight"), rtol=1e-5, atol=1e-7)
+
+
 def test_a_run_from_before_a_new_field_still_resumes(tmp_path):
     cfg = preset("tiny", "torus", steps=4, checkpoint_every=2)
     train(cfg, tmp_path, progress=False, max_steps=2)
     saved = json.loads((tmp_path / "config.json").read_text())
     for key in ("mask_width", "mask_jitter", "mask_jitter_end", "decorrelation", "moment_pairs",
-                "cluster_pca_every", "cluster_pca_gap", "cluster_pca_max", "cluster_pca_until"):  # added later
+                "cluster_pca_every", "cluster_pca_gap", "cluster_pca_max", "cluster_pca_until",
+                "refine_steps", "refine_beta", "refine_lr"):  # added later
         del saved[key]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert "purity_mean" in train(cfg, tmp_path, progress=False)

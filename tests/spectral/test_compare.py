@@ -72,3 +72,22 @@ def test_sphere_harmonics_give_zero_wigner_error(rng):
     rep = compare(phi, eb.evals, eb.mass, eb, taus=taus_q,
                   sphere={"degrees": np.arange(8), "harmonics": g.harmonics(7), "rotations": Rs})
     assert rep["wigner_error"] < 1e-10 and lmax_for(64) == 7
+
+
+def test_visible_mass_ignores_what_the_basis_cannot_see(rng):
+    from niso_geom.spectral.compare import mass_correlation, visible_mass_correlation, visible_mass_projector
+
+    g = SphereGrid.driscoll_healy(8)
+    Y = g.analytic_eigenbasis(64).evecs
+    P = visible_mass_projector(Y)
+    np.testing.assert_allclose(P @ P, P, atol=1e-12)
+    assert 100 < round(np.trace(P)) < g.n  # 16×16 grid, degrees ≤ 7: a null space of masses exists
+    hidden = (np.eye(g.n) - P) @ rng.standard_normal(g.n)
+    np.testing.assert_allclose(Y.T @ (hidden[:, None] * Y), 0, atol=1e-10)  # invisible to every Gram entry
+    w = g.mass
+    moved = w + 0.3 * w.mean() * hidden
+    assert mass_correlation(moved, w) < 0.97
+    assert visible_mass_correlation(moved, w, Y) == pytest.approx(1.0, abs=1e-12)
+    seen = w + 0.3 * w.mean() * (P @ rng.standard_normal(g.n))
+    assert visible_mass_correlation(seen, w, Y) < 0.99
+    assert visible_mass_correlation(np.ones(g.n), np.ones(g.n), Y) is None  # constant reference
