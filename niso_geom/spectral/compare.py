@@ -121,10 +121,12 @@ def visible_mass_projector(basis: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
     return V @ V.T
 
 
-def visible_mass_correlation(learned: np.ndarray, reference: np.ndarray, basis: np.ndarray) -> float | None:
+def visible_mass_correlation(learned: np.ndarray, reference: np.ndarray, basis: np.ndarray,
+                             max_points: int = 2048) -> float | None:
     """:func:`mass_correlation` of the two masses' parts that signals in span(basis) can see
-    (:func:`visible_mass_projector`); None when the reference is constant."""
-    if mass_correlation(learned, reference) is None:
+    (:func:`visible_mass_projector`); None when the reference is constant, or when there are more
+    than ``max_points`` points (the projector is a dense N × N eigendecomposition)."""
+    if mass_correlation(learned, reference) is None or len(learned) > max_points:
         return None
     P = visible_mass_projector(basis)
     return mass_correlation(P @ np.asarray(learned, float), P @ np.asarray(reference, float))

@@ -91,3 +91,4 @@ def test_visible_mass_ignores_what_the_basis_cannot_see(rng):
     seen = w + 0.3 * w.mean() * (P @ rng.standard_normal(g.n))
     assert visible_mass_correlation(seen, w, Y) < 0.99
     assert visible_mass_correlation(np.ones(g.n), np.ones(g.n), Y) is None  # constant reference
+    assert visible_mass_correlation(moved, w, Y, max_points=g.n - 1) is None  # too large to decompose
