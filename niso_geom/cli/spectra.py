@@ -12,7 +12,8 @@ SUMMARY = [("purity_mean", "mean purity"), ("eigenvalue_spearman", "eigenvalue S
            ("eigenvalue_scale_fit_error", "eigenvalue error after scale fit"),
            ("tau_block_energy", "τ block energy"), ("tau_block_energy_random", "  (random orthogonal)"),
            ("commutator", "commutator with generators"), ("mass_correlation", "mass correlation"),
-           ("mass_correlation_visible", "  (its part signals can see)"), ("mass_sin_correlation", "mass vs sin θ"), ("mass_cv", "mass coefficient of variation"),
+           ("mass_correlation_visible", "  (its part signals can see)"), ("mass_sin_correlation", "mass vs sin θ"),
+           ("mass_cv", "mass coefficient of variation"),
            ("multiplicity_match", "eigenspaces with exact multiplicity"), ("wigner_error", "Wigner-D match error (model τ)"),
            ("wigner_error_unmasked", "Wigner-D match error (unmasked τ)"),
            ("wall_seconds", "wall seconds"), ("steps_per_second", "steps per second")]
