@@ -299,10 +299,13 @@ def make_operator(cfg: SpectraConfig, n: int):
 
 
 def operator_param_groups(op, cfg: SpectraConfig) -> list[dict[str, Any]]:
-    """Optimizer groups: the eigenvalues (their own peak scale and final rate) and the rest (Φ, M)."""
+    """Optimizer groups: the eigenvalues (their own peak scale, final rate and refinement rate) and
+    the rest (Φ, M)."""
     evals_group: dict[str, Any] = {"params": [op.evals_raw], "lr_scale": cfg.eigenvalue_lr_scale}
     if cfg.eigenvalue_lr_end is not None:
         evals_group["lr_end"] = cfg.eigenvalue_lr_end
+    if cfg.refine_steps > 0:  # the schedule decays over the main phase, then holds this rate
+        evals_group["lr_after"] = cfg.refine_lr
     rest = [p for name, p in op.named_parameters() if name != "evals_raw"]
     return [{"params": rest}, evals_group]
 
@@ -394,7 +397,9 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
     moment = signal_moment(problem, cfg)
     op = make_operator(cfg, problem.domain.n)
     opt = make_optimizer(operator_param_groups(op, cfg), lr=cfg.lr)
-    sched = make_scheduler(opt, decay_steps=cfg.steps - cfg.refine_steps, warmup=cfg.warmup, peak=cfg.lr, end=cfg.lr_end)
+    # over the main phase; in the refinement Φ and M stay at lr_end and the eigenvalues at refine_lr
+    sched = make_scheduler(opt, decay_steps=cfg.steps - cfg.refine_steps, warmup=cfg.warmup, peak=cfg.lr,
+                           end=cfg.lr_end)
     start, wall0 = 0, 0.0
     ckpt_dir = out / "checkpoints"
     last = latest_checkpoint(ckpt_dir) if resume else None
@@ -412,18 +417,15 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
     with open(metrics_path, "a") as mf:
         evals_group = next(g for g in opt.param_groups if any(p is op.evals_raw for p in g["params"]))
         for step in bar:
-            refining = cfg.refining(step)
             opt.zero_grad(set_to_none=True)
             terms = train_step(op, problem, cfg, step, moment)
             if not np.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss became {terms['loss']} at step {step}; the last checkpoint is"
                                          f" {latest_checkpoint(ckpt_dir)}")
-            if refining:  # the schedule (over the main phase) holds Φ and M at lr_end
-                evals_group["lr"] = cfg.refine_lr
-            terms["eigenvalue_lr"] = evals_group["lr"]
+            terms["eigenvalue_lr"] = evals_group["lr"]  # the rate of this update
             opt.step()
             sched.step()
-            if cfg.cluster_pca_every and (step + 1) % cfg.cluster_pca_every == 0 and not refining \
+            if cfg.cluster_pca_every and (step + 1) % cfg.cluster_pca_every == 0 and not cfg.refining(step) \
                     and step + 1 <= cfg.cluster_pca_until * cfg.steps:
                 from niso_geom.niso.cluster_pca import rotate_clusters_to_principal_axes
 
@@ -505,8 +507,7 @@ def evaluate(op, problem: Problem, cfg: SpectraConfig) -> dict[str, Any]:
 
 SUMMARY_KEYS = ["purity_mean", "eigenvalue_spearman", "eigenvalue_scale_fit_error", "tau_block_energy",
                 "tau_block_energy_random", "commutator", "mass_correlation", "mass_correlation_visible", "mass_cv",
-                "multiplicity_match",
-                "wigner_error", "wigner_error_unmasked", "wall_seconds", "steps_per_second"]
+                "multiplicity_match", "wigner_error", "wigner_error_unmasked", "wall_seconds", "steps_per_second"]
 
 
 def write_report(out: Path, op, problem: Problem, cfg: SpectraConfig, report: dict[str, Any]) -> None:

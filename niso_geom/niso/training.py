@@ -64,7 +64,8 @@ def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict], *, lr: float
 
 @dataclass
 class WarmupCosine:
-    """Learning rate of update ``step`` (0-based): linear warmup then cosine decay.
+    """Learning rate of update ``step`` (0-based): linear warmup, cosine decay, then ``end`` (or
+    ``after``, when set) from ``decay_steps`` on.
 
     A callable object (not a closure) so that ``LambdaLR.state_dict()`` stores its fields.
     """
@@ -74,8 +75,11 @@ class WarmupCosine:
     warmup: int = 2000
     init: float = 1e-8
     end: float = 5e-5
+    after: float | None = None  # the rate from decay_steps on (None: end)
 
     def lr(self, step: int) -> float:
+        if self.after is not None and step >= self.decay_steps:
+            return self.after
         if self.warmup > 0 and step < self.warmup:
             return self.init + (self.peak - self.init) * step / self.warmup
         span = max(self.decay_steps - self.warmup, 1)
@@ -100,8 +104,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, decay_steps: int = 1_000
 
     A parameter group with an ``lr_scale`` entry follows the schedule scaled by it (e.g. 0.1 for
     a fine-tuned encoder beside a fresh head); one with an ``lr_end`` entry decays to that rate
-    instead of ``end · lr_scale`` (e.g. eigenvalues held at their peak while the basis anneals).
-    Call ``scheduler.step()`` after each ``optimizer.step()``.
+    instead of ``end · lr_scale`` (e.g. eigenvalues held at their peak while the basis anneals);
+    one with an ``lr_after`` entry moves at that constant rate once the decay is over (e.g. a final
+    phase for the eigenvalues alone). Call ``scheduler.step()`` after each ``optimizer.step()``.
     """
     if peak is None:
         peak = optimizer.param_groups[0]["lr"]
@@ -111,7 +116,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, decay_steps: int = 1_000
         base = peak * scale
         group["lr"] = base
         group["initial_lr"] = base
-        schedules.append(WarmupCosine(base, decay_steps, warmup, init * scale, float(group.get("lr_end", end * scale))))
+        after = group.get("lr_after")
+        schedules.append(WarmupCosine(base, decay_steps, warmup, init * scale, float(group.get("lr_end", end * scale)),
+                                      None if after is None else float(after)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
 
 

@@ -179,6 +179,7 @@ def compare(phi: np.ndarray, evals: np.ndarray, mass: np.ndarray, gt: Eigenbasis
     """
     phi, evals, mass = (np.asarray(a, dtype=np.float64) for a in (phi, evals, mass))
     spaces = gt.eigenspaces() if spaces is None else list(spaces)
+    ref_mass = gt.mass if reference_mass is None else reference_mass
     K = phi.shape[1]
     a = assign_eigenspaces(phi, gt, spaces)
     space_evals = np.array([gt.evals[s].mean() for s in spaces])
@@ -203,9 +204,8 @@ def compare(phi: np.ndarray, evals: np.ndarray, mass: np.ndarray, gt: Eigenbasis
         "eigenvalue_spearman": float(rho),
         "eigenvalue_scale": scale,
         "eigenvalue_scale_fit_error": scale_err,
-        "mass_correlation": mass_correlation(mass, gt.mass if reference_mass is None else reference_mass),
-        "mass_correlation_visible": visible_mass_correlation(
-            mass, gt.mass if reference_mass is None else reference_mass, gt.evecs[:, :K]),
+        "mass_correlation": mass_correlation(mass, ref_mass),
+        "mass_correlation_visible": visible_mass_correlation(mass, ref_mass, gt.evecs[:, :K]),
         "mass_cv": float(np.std(mass) / np.mean(mass)),
     }
     if taus is not None:

@@ -112,6 +112,24 @@ def test_scheduler_groups_follow_their_scale_and_end_rate() -> None:
     assert seen[-1][2] == pytest.approx(1.5e-3)
 
 
+def test_scheduler_group_holds_its_after_rate_once_the_decay_is_over() -> None:
+    a, b = (torch.nn.Parameter(torch.zeros(2)) for _ in range(2))
+    opt = make_optimizer([{"params": [a]}, {"params": [b], "lr_after": 2e-3}], lr=1e-3)
+    sched = make_scheduler(opt, decay_steps=20, warmup=5, init=1e-6, end=1e-5)
+    seen = []
+    for _ in range(30):
+        seen.append([g["lr"] for g in opt.param_groups])
+        for p in (a, b):
+            p.grad = torch.ones(2)
+        opt.step()
+        sched.step()
+    for t, (ra, rb) in enumerate(seen):
+        assert ra == pytest.approx(warmup_cosine(t, peak=1e-3, decay_steps=20, warmup=5, init=1e-6, end=1e-5))
+        assert rb == (pytest.approx(2e-3) if t >= 20 else pytest.approx(ra))
+    state = sched.state_dict()  # the rate is part of the schedule's saved state
+    assert state["lr_lambdas"][1]["after"] == 2e-3
+
+
 def test_gradient_accumulation_is_the_mean() -> None:
     torch.manual_seed(0)
     data = torch.randn(8, 5)
