@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from niso_geom.threads import set_blas_threads
+
 GRID_ALIASES = {
     "equiangular": "equiangular", "ea": "equiangular",
     "centred": "equiangular-centred", "equiangular-centred": "equiangular-centred",
@@ -122,7 +124,7 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str, device_default: str = "auto",
                             device_help: str = "auto: CUDA if available (default)", threads_default: int | None = None,
-                            threads_help: str = "torch intra-op threads (default: torch's choice); 1 is often "
+                            threads_help: str = "torch and NumPy BLAS threads (default: their own choice); 1 is often "
                                                 "faster on a busy machine") -> None:
     """The arguments every ``niso EXPERIMENT run`` shares, after --preset/--seeds/--methods.
 
@@ -138,7 +140,7 @@ def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str, dev
 
 
 def experiment_config(args: argparse.Namespace, experiment: Any) -> Any:
-    """Check --seeds/--threads, set torch's threads and return ``experiment.preset(--preset, **--set)``."""
+    """Check --seeds/--threads, set torch's and NumPy's BLAS threads and return ``experiment.preset(--preset, **--set)``."""
     import torch
 
     if args.seeds < 1:
@@ -147,6 +149,7 @@ def experiment_config(args: argparse.Namespace, experiment: Any) -> Any:
         if args.threads < 1:
             raise SystemExit(f"niso: error: --threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+        set_blas_threads(args.threads)  # NumPy's too (niso_geom.threads)
     try:
         return experiment.preset(args.preset, **parse_overrides(args.overrides))
     except ValueError as exc:

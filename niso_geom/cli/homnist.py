@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_experiment_run_args(r, set_example="--set steps=3000 enc_channels=32,64")
     r.add_argument("--jobs", type=int, default=1,
                    help="run this many (method, seed) pairs at once in worker processes, each with "
-                        "threads/jobs torch threads (default 1; 2 on a 2-core CPU halves the wall time)")
+                        "threads/jobs torch and BLAS threads (default 1; 2 on a 2-core CPU halves the wall time)")
     add_data_root(r)
     r.set_defaults(func=cmd_run)
 

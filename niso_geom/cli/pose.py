@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"methods to run (default: {', '.join(METHODS)})")
     add_experiment_run_args(r, set_example="--set signals=cap rotations=camera", device_default="cpu",
                             device_help="where the heads train (default cpu; auto: CUDA if available)", threads_default=1,
-                            threads_help="torch intra-op threads (default 1: the small SVDs run fastest on one thread)")
+                            threads_help="torch and NumPy BLAS threads (default 1: the small SVDs run fastest on one thread)")
     r.set_defaults(func=cmd_run)
 
 

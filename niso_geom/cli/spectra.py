@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--domain", choices=["torus", "sphere", "mesh"], default="torus")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"], default="cpu",
                    help="cpu: minutes on 2 cores (default); paper: the paper's sizes and steps (GPU); tiny: seconds")
-    p.add_argument("--signals", choices=["random", "mnist"], default="random",
-                   help="power-law random fields (default) or MNIST digits (from the data root)")
+    p.add_argument("--signals", choices=["random", "mnist"], default=None,
+                   help="power-law random fields (the presets') or MNIST digits (from the data root)")
     p.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds checkpoints)")
     p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("-k", type=int, default=None, help="override the operator rank K")
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override SpectraConfig fields, e.g. --set beta=0.25 lr_end=1e-3 (see docs/spectra.md)")
     p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see docs)")
+    p.add_argument("--threads", type=int, default=1, help="torch and NumPy BLAS threads (default 1; see docs/spectra.md)")
     p.add_argument("--no-progress", action="store_true")
     add_data_root(p)
     p.set_defaults(func=cmd_spectra)
@@ -57,17 +57,31 @@ def print_summary(report: dict, title: str) -> None:
     print(f"analytic multiplicities:                 {report['analytic_multiplicity']}")
 
 
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The SpectraConfig overrides: ``--set KEY=VALUE`` items plus the flags that were given
+    (``--signals``, ``--steps``, ``-k``, ``--seed``, ``--no-dropout``). A field set both ways exits
+    with an error rather than letting one silently win."""
+    overrides: dict = parse_overrides(args.overrides)
+    flags = {"signals": args.signals, "steps": args.steps, "k": args.k, "seed": args.seed,
+             "dropout": False if args.no_dropout else None}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in overrides:
+            flag = {"k": "-k", "dropout": "--no-dropout"}.get(key, f"--{key}")
+            raise SystemExit(f"niso: error: {key} is set twice, by {flag} and by --set {key}={overrides[key]};"
+                             " give it once")
+        overrides[key] = value
+    return overrides
+
+
 def cmd_spectra(args: argparse.Namespace) -> int:
     import shutil
 
     from niso_geom.experiments.spectra import preset, train
 
-    overrides: dict = {**parse_overrides(args.overrides), "signals": args.signals, "steps": args.steps, "k": args.k,
-                       "seed": args.seed}
-    if args.no_dropout:
-        overrides["dropout"] = False
     try:
-        cfg = preset(args.preset, args.domain, **overrides)
+        cfg = preset(args.preset, args.domain, **config_overrides(args))
     except ValueError as exc:
         raise SystemExit(f"niso: error: {exc}") from exc
     if args.no_resume and args.out.exists():

@@ -42,7 +42,6 @@ NumPy/SciPy only (no torch).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import hashlib
 import io
 import json
@@ -53,7 +52,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -66,6 +65,7 @@ from niso_geom.cache import DiskCache
 from niso_geom.domains.sphere import SphereGrid
 from niso_geom.errors import DataError, MeshError
 from niso_geom.shared_data import file_sha256
+from niso_geom.threads import blas_threads, set_blas_threads
 
 __all__ = [
     "CSHREC11_VERSION",
@@ -105,7 +105,6 @@ N_TRAIN, N_TEST = 10, 4
 ZBOUND_WIDTH = 2.5  # zbound: mean ± 2.5 std is mapped to [-1, 1]
 
 _MEMBER = re.compile(r"^(?:\./)?shrec_16/([^/]+)/(train|test)/(T\d+)\.obj$")
-_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 # ============================================================================ source
@@ -396,63 +395,8 @@ def _build_one(job: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _openblas_setters() -> list[tuple[Any, Any]]:
-    """(get, set) thread-count functions of every OpenBLAS loaded in this process (Linux; else [])."""
-    import ctypes
-
-    paths = set()
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and "openblas" in os.path.basename(parts[-1]).lower():
-                    paths.add(parts[-1])
-    except OSError:
-        return []
-    out = []
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("", "scipy_"):
-            for suffix in ("", "64_", "_64"):
-                get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    out.append((get, put))
-    return out
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """One BLAS thread in this process and in processes spawned meanwhile.
-
-    Small dense eigenproblems ran >100x slower with two OpenBLAS threads on a busy 2-core
-    machine (1.1 s against 8 ms for 252 vertices), and one thread makes every mesh come out
-    the same whatever ``jobs`` is.
-    """
-    saved_env = {k: os.environ.get(k) for k in _BLAS_ENV}
-    os.environ.update({k: "1" for k in _BLAS_ENV})
-    setters = _openblas_setters()
-    saved = [get() for get, _ in setters]
-    for _, put in setters:
-        put(1)
-    try:
-        yield
-    finally:
-        for (_, put), n in zip(setters, saved):
-            put(n)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _worker_init() -> None:
-    for _, put in _openblas_setters():
-        put(1)
+    set_blas_threads(1)
 
 
 def _genus(path: Path) -> int | None:
@@ -513,7 +457,7 @@ def build_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int
                       "params": params, "obj": str(Path(tmp) / e.member), "source": tarball.name,
                       "source_sha256": source_sha} for e in todo]
         bar = tqdm(total=len(chosen), initial=len(reused), desc="cSHREC'11", unit="mesh", disable=not progress)
-        with bar, _one_blas_thread():
+        with bar, blas_threads(1):  # small eigenproblems: see niso_geom.threads
             if jobs == 1 or len(jobs_args) <= 1:
                 for job in jobs_args:
                     rec = _build_one(job)

@@ -31,6 +31,7 @@ import torch
 
 from niso_geom.spectral.compare import compare
 from niso_geom.spectral.eigenbasis import Eigenbasis
+from niso_geom.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -362,16 +363,12 @@ def train(cfg: SpectraConfig, out: Path, *, data_root: str | None = None, resume
     """Train (resuming from out/checkpoints if present), then evaluate and write the report.
 
     ``max_steps`` stops early (for interruption tests) without evaluating. ``threads`` sets
-    torch's intra-op threads for the run (default 1: the K×K SVDs are small, and several
-    threads on them run many times slower on a busy 2-core machine); None leaves it alone.
+    torch's intra-op threads and NumPy's BLAS threads for the run (default 1: the K×K SVDs and
+    the signal sampler's products are small, and several threads on them run many times slower
+    on a busy 2-core machine; :mod:`niso_geom.threads`); None leaves both alone.
     """
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with limit_threads(threads):
         return _train(cfg, Path(out), data_root=data_root, resume=resume, progress=progress, max_steps=max_steps)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool, progress: bool,

@@ -180,3 +180,18 @@ def test_cli_set_gives_the_eigenvalues_their_own_schedule(tmp_path, capsys):
     assert len(evals["params"]) == 1
     with pytest.raises(SystemExit, match="unknown config keys"):
         main(["spectra", "--preset", "tiny", "--out", str(tmp_path / "bad"), "--set", "nonsense=1"])
+
+
+def test_cli_set_reaches_the_fields_that_also_have_flags(tmp_path, capsys):
+    # --set steps=… and --set seed=… were once overwritten by the unset --steps/--seed flags
+    out = tmp_path / "set-steps"
+    assert main(["spectra", "--domain", "torus", "--preset", "tiny", "--out", str(out), "--no-progress",
+                 "--set", "steps=6", "seed=3", "signals=random", "checkpoint_every=3"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["steps"], cfg["seed"]) == (6, 3)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
+    with pytest.raises(SystemExit, match="steps is set twice, by --steps and by --set steps=6"):
+        main(["spectra", "--preset", "tiny", "--steps", "8", "--out", str(tmp_path / "both"), "--set", "steps=6"])
+    with pytest.raises(SystemExit, match="dropout is set twice, by --no-dropout"):
+        main(["spectra", "--preset", "tiny", "--no-dropout", "--out", str(tmp_path / "both"), "--set", "dropout=true"])
+    assert not (tmp_path / "both").exists()
