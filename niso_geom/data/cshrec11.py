@@ -457,7 +457,9 @@ def build_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int
                       "params": params, "obj": str(Path(tmp) / e.member), "source": tarball.name,
                       "source_sha256": source_sha} for e in todo]
         bar = tqdm(total=len(chosen), initial=len(reused), desc="cSHREC'11", unit="mesh", disable=not progress)
-        with bar, blas_threads(1):  # small eigenproblems: see niso_geom.threads
+        # one BLAS thread: small eigenproblems are fastest so (niso_geom.threads), and every mesh comes
+        # out the same whatever jobs is
+        with bar, blas_threads(1):
             if jobs == 1 or len(jobs_args) <= 1:
                 for job in jobs_args:
                     rec = _build_one(job)

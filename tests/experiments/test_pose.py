@@ -87,6 +87,10 @@ def test_presets_overrides_and_validation():
         pose.preset("tiny", signals="video")
     paper = pose.PRESETS["paper"]
     assert (paper.head_features, paper.head_layers, paper.rep) == (512, 6, "9d")  # the reference's skipMLP
+    # the camera preset is the cpu preset with the documented --set options: a run started either way
+    # has the same digest, so each resumes the other
+    camera = pose.preset("cpu", signals="cap", rotations="camera", max_angle="45", beta="0.0005")
+    assert camera.digest() == pose.PRESETS["camera"].digest() != pose.PRESETS["cpu"].digest()
 
 
 def test_aggregate_and_targets():
