@@ -53,6 +53,7 @@ class SpectraConfig:
     eigenvalue_lr_scale: float = 1.0  # the eigenvalues' peak rate is lr · eigenvalue_lr_scale
     eigenvalue_lr_end: float | None = None  # their final rate (None: lr_end · eigenvalue_lr_scale)
     warmup: int = 200
+    hold_steps: int = 0  # steps at the peak rate after the warmup, before the cosine decay begins
     beta: float = 0.5
     mask_width: float = 1.0  # τ's eigenvalue mask exp(-|λi-λj| / mask_width); 1 is the paper's
     mask_jitter: float = 0.0  # std of Gaussian offsets on Λ in the training mask (0: the paper's) ...
@@ -97,6 +98,10 @@ class SpectraConfig:
             raise ValueError(f"refine_steps must be in [0, steps={self.steps}), got {self.refine_steps} (the"
                              " refinement phase is the last refine_steps of the run; --set refine_steps=0"
                              " turns it off)")
+        if not 0 <= self.hold_steps or self.warmup + self.hold_steps >= self.steps - self.refine_steps:
+            raise ValueError(f"hold_steps must be >= 0 and warmup + hold_steps < steps - refine_steps, got "
+                             f"{self.hold_steps} (warmup {self.warmup}, steps {self.steps}, refine_steps "
+                             f"{self.refine_steps})")
         if self.refine_beta < 0 or not self.refine_lr > 0:
             raise ValueError(f"refine_beta must be >= 0 and refine_lr > 0, got {self.refine_beta} and "
                              f"{self.refine_lr}")
@@ -399,7 +404,7 @@ def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool
     opt = make_optimizer(operator_param_groups(op, cfg), lr=cfg.lr)
     # over the main phase; in the refinement Φ and M stay at lr_end and the eigenvalues at refine_lr
     sched = make_scheduler(opt, decay_steps=cfg.steps - cfg.refine_steps, warmup=cfg.warmup, peak=cfg.lr,
-                           end=cfg.lr_end)
+                           end=cfg.lr_end, hold=cfg.hold_steps)
     start, wall0 = 0, 0.0
     ckpt_dir = out / "checkpoints"
     last = latest_checkpoint(ckpt_dir) if resume else None

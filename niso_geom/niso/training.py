@@ -64,8 +64,8 @@ def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict], *, lr: float
 
 @dataclass
 class WarmupCosine:
-    """Learning rate of update ``step`` (0-based): linear warmup, cosine decay, then ``end`` (or
-    ``after``, when set) from ``decay_steps`` on.
+    """Learning rate of update ``step`` (0-based): linear warmup, ``hold`` steps at ``peak``, cosine
+    decay, then ``end`` (or ``after``, when set) from ``decay_steps`` on.
 
     A callable object (not a closure) so that ``LambdaLR.state_dict()`` stores its fields.
     """
@@ -76,14 +76,16 @@ class WarmupCosine:
     init: float = 1e-8
     end: float = 5e-5
     after: float | None = None  # the rate from decay_steps on (None: end)
+    hold: int = 0  # steps at peak between the warmup and the cosine
 
     def lr(self, step: int) -> float:
         if self.after is not None and step >= self.decay_steps:
             return self.after
         if self.warmup > 0 and step < self.warmup:
             return self.init + (self.peak - self.init) * step / self.warmup
-        span = max(self.decay_steps - self.warmup, 1)
-        t = min(max(step - self.warmup, 0), span) / span
+        start = self.warmup + self.hold
+        span = max(self.decay_steps - start, 1)
+        t = min(max(step - start, 0), span) / span
         return self.end + (self.peak - self.end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     def __call__(self, step: int) -> float:
@@ -98,9 +100,10 @@ def warmup_cosine(step: int, *, peak: float = 5e-4, decay_steps: int = 1_000_000
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, *, decay_steps: int = 1_000_000, warmup: int = 2000,
-                   init: float = 1e-8, end: float = 5e-5, peak: float | None = None
+                   init: float = 1e-8, end: float = 5e-5, peak: float | None = None, hold: int = 0
                    ) -> torch.optim.lr_scheduler.LambdaLR:
-    """``LambdaLR`` with :class:`WarmupCosine`; ``peak`` defaults to the optimizer's ``lr``.
+    """``LambdaLR`` with :class:`WarmupCosine`; ``peak`` defaults to the optimizer's ``lr``; ``hold``
+    steps at the peak rate between the warmup and the cosine.
 
     A parameter group with an ``lr_scale`` entry follows the schedule scaled by it (e.g. 0.1 for
     a fine-tuned encoder beside a fresh head); one with an ``lr_end`` entry decays to that rate
@@ -118,7 +121,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, decay_steps: int = 1_000
         group["initial_lr"] = base
         after = group.get("lr_after")
         schedules.append(WarmupCosine(base, decay_steps, warmup, init * scale, float(group.get("lr_end", end * scale)),
-                                      None if after is None else float(after)))
+                                      None if after is None else float(after), int(hold)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
 
 

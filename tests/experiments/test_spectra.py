@@ -195,3 +195,11 @@ def test_cli_set_reaches_the_fields_that_also_have_flags(tmp_path, capsys):
     with pytest.raises(SystemExit, match="dropout is set twice, by --no-dropout"):
         main(["spectra", "--preset", "tiny", "--no-dropout", "--out", str(tmp_path / "both"), "--set", "dropout=true"])
     assert not (tmp_path / "both").exists()
+
+
+def test_hold_steps_are_validated():
+    assert preset("tiny", "torus", hold_steps=20).hold_steps == 20
+    with pytest.raises(ValueError, match="warmup \\+ hold_steps < steps - refine_steps"):
+        preset("tiny", "torus", hold_steps=50)  # warmup 10 + 50 >= 60 steps
+    with pytest.raises(ValueError, match="hold_steps must be >= 0"):
+        preset("tiny", "torus", hold_steps=-1)

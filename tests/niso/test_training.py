@@ -14,6 +14,7 @@ from niso_geom.niso.losses import niso_pair_loss
 from niso_geom.niso.operator import LearnedOperator, dense_operator, sample_truncation
 from niso_geom.niso.training import (
     GradientAccumulator,
+    WarmupCosine,
     latest_checkpoint,
     load_checkpoint,
     make_optimizer,
@@ -128,6 +129,26 @@ def test_scheduler_group_holds_its_after_rate_once_the_decay_is_over() -> None:
         assert rb == (pytest.approx(2e-3) if t >= 20 else pytest.approx(ra))
     state = sched.state_dict()  # the rate is part of the schedule's saved state
     assert state["lr_lambdas"][1]["after"] == 2e-3
+
+
+def test_scheduler_holds_the_peak_before_the_cosine() -> None:
+    a = torch.nn.Parameter(torch.zeros(2))
+    opt = make_optimizer([a], lr=1e-3)
+    sched = make_scheduler(opt, decay_steps=30, warmup=5, init=1e-6, end=1e-4, hold=15)
+    seen = []
+    for _ in range(35):
+        seen.append(opt.param_groups[0]["lr"])
+        a.grad = torch.ones(2)
+        opt.step()
+        sched.step()
+    assert seen[:5] == pytest.approx([1e-6 + (1e-3 - 1e-6) * t / 5 for t in range(5)])
+    assert seen[5:21] == pytest.approx([1e-3] * 16)  # held, and the cosine starts at its peak
+    assert 1e-4 < seen[25] < 1e-3 and seen[25] == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # half-way: the mean
+    assert seen[30:] == pytest.approx([1e-4] * 5)
+    assert sched.state_dict()["lr_lambdas"][0]["hold"] == 15  # resumes with the same schedule
+    # hold = 0 is the plain schedule
+    assert WarmupCosine(1e-3, 30, 5, 1e-6, 1e-4).lr(12) == warmup_cosine(12, peak=1e-3, decay_steps=30, warmup=5,
+                                                                         init=1e-6, end=1e-4)
 
 
 def test_gradient_accumulation_is_the_mean() -> None:
