@@ -98,7 +98,8 @@ class SpectraConfig:
             raise ValueError(f"refine_steps must be in [0, steps={self.steps}), got {self.refine_steps} (the"
                              " refinement phase is the last refine_steps of the run; --set refine_steps=0"
                              " turns it off)")
-        if self.hold_steps < 0 or (self.hold_steps > 0 and self.warmup + self.hold_steps >= self.steps - self.refine_steps):
+        main_phase = self.steps - self.refine_steps
+        if self.hold_steps < 0 or (self.hold_steps > 0 and self.warmup + self.hold_steps >= main_phase):
             raise ValueError(f"hold_steps must be >= 0 and warmup + hold_steps < steps - refine_steps, got "
                              f"{self.hold_steps} (warmup {self.warmup}, steps {self.steps}, refine_steps "
                              f"{self.refine_steps})")
