@@ -10,7 +10,8 @@ asks of NumPy, are fastest on one thread on a busy machine.
 
 :func:`blas_threads` sets every OpenBLAS loaded in the process (found through
 ``/proc/self/maps``, Linux; elsewhere only the environment variables below, which processes
-spawned meanwhile read at start-up) and :func:`limit_threads` does that and torch together.
+spawned meanwhile read at start-up) and :func:`limit_threads` does that and torch together;
+:func:`set_blas_threads` and :func:`set_threads` do the same for the rest of the process.
 No torch import at module level: the data builders use :func:`blas_threads` alone.
 """
 
@@ -21,7 +22,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["BLAS_ENV", "openblas_setters", "set_blas_threads", "blas_threads", "limit_threads"]
+__all__ = ["BLAS_ENV", "openblas_setters", "set_blas_threads", "blas_threads", "set_threads", "limit_threads"]
 
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -76,9 +77,7 @@ def blas_threads(n: int) -> Iterator[None]:
     saved_env = {k: os.environ.get(k) for k in BLAS_ENV}
     setters = openblas_setters()
     saved = [get() for get, _ in setters]
-    os.environ.update({k: str(n) for k in BLAS_ENV})
-    for _, put in setters:
-        put(n)
+    set_blas_threads(n)
     try:
         yield
     finally:
@@ -89,6 +88,15 @@ def blas_threads(n: int) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def set_threads(n: int) -> None:
+    """For the rest of the process: ``n`` torch intra-op threads and ``n`` BLAS threads."""
+    import torch
+
+    n = _check(n)
+    torch.set_num_threads(n)
+    set_blas_threads(n)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from niso_geom.threads import BLAS_ENV, blas_threads, limit_threads, openblas_setters, set_blas_threads
+from niso_geom.threads import BLAS_ENV, blas_threads, limit_threads, openblas_setters, set_blas_threads, set_threads
 
 
 def _numpy_uses_openblas() -> bool:
@@ -55,10 +55,28 @@ def test_limit_threads_sets_torch_and_restores_it_after_an_error():
         assert torch.get_num_threads() == previous
 
 
+def test_set_threads_sets_torch_blas_and_the_environment(monkeypatch):
+    for k in BLAS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    previous, counts = torch.get_num_threads(), _counts()
+    target = 2 if previous == 1 else 1
+    try:
+        set_threads(target)
+        assert torch.get_num_threads() == target
+        assert _counts() == [target] * len(counts)
+        assert all(os.environ[k] == str(target) for k in BLAS_ENV)
+    finally:
+        torch.set_num_threads(previous)
+        for (_, put), n in zip(openblas_setters(), counts):
+            put(n)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_bad_thread_counts_are_refused(bad):
     with pytest.raises((ValueError, TypeError)):
         set_blas_threads(bad)
+    with pytest.raises((ValueError, TypeError)):
+        set_threads(bad)
     with pytest.raises((ValueError, TypeError)):
         with blas_threads(bad):
             pass

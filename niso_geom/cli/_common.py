@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from niso_geom.threads import set_blas_threads
+from niso_geom.threads import set_threads
 
 GRID_ALIASES = {
     "equiangular": "equiangular", "ea": "equiangular",
@@ -141,15 +141,12 @@ def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str, dev
 
 def experiment_config(args: argparse.Namespace, experiment: Any) -> Any:
     """Check --seeds/--threads, set torch's and NumPy's BLAS threads and return ``experiment.preset(--preset, **--set)``."""
-    import torch
-
     if args.seeds < 1:
         raise SystemExit(f"niso: error: --seeds must be >= 1, got {args.seeds}")
     if args.threads is not None:
         if args.threads < 1:
             raise SystemExit(f"niso: error: --threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-        set_blas_threads(args.threads)  # NumPy's too (niso_geom.threads)
+        set_threads(args.threads)  # torch's and NumPy's BLAS (niso_geom.threads)
     try:
         return experiment.preset(args.preset, **parse_overrides(args.overrides))
     except ValueError as exc:

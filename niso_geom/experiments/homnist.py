@@ -69,7 +69,7 @@ from niso_geom.niso.autoencoder import (
 )
 from niso_geom.niso.models import GridDecoder, GridEncoder
 from niso_geom.niso.operator import LearnedOperator
-from niso_geom.threads import set_blas_threads
+from niso_geom.threads import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -632,8 +632,7 @@ def _task_waves(cfg: HomNISTConfig, methods: Sequence[str], seeds: Sequence[int]
 def _worker(cfg: HomNISTConfig, method: str, seed: int, out: Path, data_root: str | os.PathLike | None,
             device: str, resume: bool, threads: int) -> dict[str, Any]:
     """One (method, seed) in a worker process (own data loading, one progress-free run)."""
-    torch.set_num_threads(threads)
-    set_blas_threads(threads)
+    set_threads(threads)  # torch's and NumPy's BLAS
     data = _load_data(cfg, data_root, progress=False)
     spec = method_spec(cfg, method)
     return run_method(cfg, method, seed, out / method / f"seed{seed}", device=device, progress=False, resume=resume,

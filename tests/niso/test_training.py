@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,18 +79,26 @@ def test_warmup_cosine_matches_reference_values() -> None:
     assert warmup_cosine(5000, decay_steps=100_000) == pytest.approx(4.990e-4, abs=5e-8)
 
 
+def _rates_per_step(opt: torch.optim.Optimizer, sched, steps: int) -> list[list[float]]:
+    """Every group's learning rate at each of ``steps`` updates (unit gradients, then step, then schedule)."""
+    seen = []
+    for _ in range(steps):
+        seen.append([g["lr"] for g in opt.param_groups])
+        for g in opt.param_groups:
+            for p in g["params"]:
+                p.grad = torch.ones_like(p)
+        opt.step()
+        sched.step()
+    return seen
+
+
 def test_scheduler_follows_schedule_and_optimizer_defaults() -> None:
     p = torch.nn.Parameter(torch.zeros(3))
     opt = make_optimizer([p])
     group = opt.param_groups[0]
     assert group["weight_decay"] == 1e-4 and group["betas"] == (0.9, 0.999) and group["eps"] == 1e-8
     sched = make_scheduler(opt, decay_steps=50, warmup=10, init=1e-6, end=1e-5)
-    seen = []
-    for _ in range(60):
-        seen.append(opt.param_groups[0]["lr"])
-        p.grad = torch.ones(3)
-        opt.step()
-        sched.step()
+    seen = [rates[0] for rates in _rates_per_step(opt, sched, 60)]
     expected = [warmup_cosine(t, peak=5e-4, decay_steps=50, warmup=10, init=1e-6, end=1e-5) for t in range(60)]
     assert seen == pytest.approx(expected, rel=1e-12)
 
@@ -99,13 +108,7 @@ def test_scheduler_groups_follow_their_scale_and_end_rate() -> None:
     opt = make_optimizer([{"params": [a]}, {"params": [b], "lr_scale": 0.1},
                           {"params": [c], "lr_scale": 3.0, "lr_end": 1.5e-3}], lr=1e-3)
     sched = make_scheduler(opt, decay_steps=30, warmup=5, init=1e-6, end=1e-5)
-    seen = []
-    for _ in range(40):
-        seen.append([g["lr"] for g in opt.param_groups])
-        for p in (a, b, c):
-            p.grad = torch.ones(2)
-        opt.step()
-        sched.step()
+    seen = _rates_per_step(opt, sched, 40)
     for t, (ra, rb, rc) in enumerate(seen):
         assert ra == pytest.approx(warmup_cosine(t, peak=1e-3, decay_steps=30, warmup=5, init=1e-6, end=1e-5))
         assert rb == pytest.approx(0.1 * ra)
@@ -117,13 +120,7 @@ def test_scheduler_group_holds_its_after_rate_once_the_decay_is_over() -> None:
     a, b = (torch.nn.Parameter(torch.zeros(2)) for _ in range(2))
     opt = make_optimizer([{"params": [a]}, {"params": [b], "lr_after": 2e-3}], lr=1e-3)
     sched = make_scheduler(opt, decay_steps=20, warmup=5, init=1e-6, end=1e-5)
-    seen = []
-    for _ in range(30):
-        seen.append([g["lr"] for g in opt.param_groups])
-        for p in (a, b):
-            p.grad = torch.ones(2)
-        opt.step()
-        sched.step()
+    seen = _rates_per_step(opt, sched, 30)
     for t, (ra, rb) in enumerate(seen):
         assert ra == pytest.approx(warmup_cosine(t, peak=1e-3, decay_steps=20, warmup=5, init=1e-6, end=1e-5))
         assert rb == (pytest.approx(2e-3) if t >= 20 else pytest.approx(ra))
@@ -135,20 +132,15 @@ def test_scheduler_holds_the_peak_before_the_cosine() -> None:
     a = torch.nn.Parameter(torch.zeros(2))
     opt = make_optimizer([a], lr=1e-3)
     sched = make_scheduler(opt, decay_steps=30, warmup=5, init=1e-6, end=1e-4, hold=15)
-    seen = []
-    for _ in range(35):
-        seen.append(opt.param_groups[0]["lr"])
-        a.grad = torch.ones(2)
-        opt.step()
-        sched.step()
+    seen = [rates[0] for rates in _rates_per_step(opt, sched, 35)]
     assert seen[:5] == pytest.approx([1e-6 + (1e-3 - 1e-6) * t / 5 for t in range(5)])
     assert seen[5:21] == pytest.approx([1e-3] * 16)  # held, and the cosine starts at its peak
     assert 1e-4 < seen[25] < 1e-3 and seen[25] == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # half-way: the mean
     assert seen[30:] == pytest.approx([1e-4] * 5)
     assert sched.state_dict()["lr_lambdas"][0]["hold"] == 15  # resumes with the same schedule
-    # hold = 0 is the plain schedule
-    assert WarmupCosine(1e-3, 30, 5, 1e-6, 1e-4).lr(12) == warmup_cosine(12, peak=1e-3, decay_steps=30, warmup=5,
-                                                                         init=1e-6, end=1e-4)
+    # hold = 0: the cosine starts right after the warmup (step 12 of a 25-step decay from step 5)
+    plain = 1e-4 + 0.9e-3 * 0.5 * (1.0 + math.cos(math.pi * 7 / 25))
+    assert WarmupCosine(1e-3, 30, 5, 1e-6, 1e-4).lr(12) == pytest.approx(plain, rel=1e-12)
 
 
 def test_gradient_accumulation_is_the_mean() -> None:
