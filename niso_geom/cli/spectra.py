@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cpu: minutes on 2 cores (default); paper: the paper's sizes and steps (GPU); tiny: seconds")
     p.add_argument("--signals", choices=["random", "mnist"], default=None,
                    help="power-law random fields (the presets') or MNIST digits (from the data root)")
+    p.add_argument("--grid", choices=["dh", "equiangular"], default=None,
+                   help="sphere grid: dh, the paper's Driscoll–Healy 16×16 (the presets'), or equiangular, "
+                        "16×32 cell-centred rings with Fejér weights (see docs/spectra.md)")
     p.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds checkpoints)")
     p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("-k", type=int, default=None, help="override the operator rank K")
@@ -59,10 +62,12 @@ def print_summary(report: dict, title: str) -> None:
 
 def config_overrides(args: argparse.Namespace) -> dict:
     """The SpectraConfig overrides: ``--set KEY=VALUE`` items plus the flags that were given
-    (``--signals``, ``--steps``, ``-k``, ``--seed``, ``--no-dropout``). A field set both ways exits
-    with an error rather than letting one silently win."""
+    (``--signals``, ``--grid``, ``--steps``, ``-k``, ``--seed``, ``--no-dropout``). A field set both
+    ways exits with an error rather than letting one silently win."""
     overrides: dict = parse_overrides(args.overrides)
-    flags = {"signals": args.signals, "steps": args.steps, "k": args.k, "seed": args.seed,
+    if args.grid is not None and args.domain != "sphere":
+        raise SystemExit(f"niso: error: --grid chooses a sphere grid; --domain is {args.domain}")
+    flags = {"signals": args.signals, "grid": args.grid, "steps": args.steps, "k": args.k, "seed": args.seed,
              "dropout": False if args.no_dropout else None}
     for key, value in flags.items():
         if value is None:

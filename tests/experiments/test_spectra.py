@@ -197,6 +197,19 @@ def test_cli_set_reaches_the_fields_that_also_have_flags(tmp_path, capsys):
     assert not (tmp_path / "both").exists()
 
 
+def test_cli_grid_chooses_the_sphere_grid(tmp_path):
+    out = tmp_path / "equiangular"
+    assert main(["spectra", "--domain", "sphere", "--preset", "tiny", "--grid", "equiangular", "--steps", "4",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["grid"] == "equiangular"
+    assert json.loads((out / "report.json").read_text())["n"] == 8 * 16  # cell-centred 8×16 at the tiny res
+    with pytest.raises(SystemExit, match="--grid chooses a sphere grid; --domain is torus"):
+        main(["spectra", "--domain", "torus", "--preset", "tiny", "--grid", "dh", "--out", str(tmp_path / "t")])
+    with pytest.raises(SystemExit, match="grid is set twice, by --grid and by --set grid=dh"):
+        main(["spectra", "--domain", "sphere", "--preset", "tiny", "--grid", "equiangular", "--out",
+              str(tmp_path / "t"), "--set", "grid=dh"])
+
+
 def test_hold_steps_are_validated():
     assert preset("tiny", "torus", hold_steps=20).hold_steps == 20
     with pytest.raises(ValueError, match="warmup \\+ hold_steps < steps - refine_steps"):
