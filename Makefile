@@ -23,6 +23,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/niso spectra --domain torus --preset cpu --out $(OUT)/torus
 	$(VENV)/bin/niso spectra --domain sphere --preset cpu --out $(OUT)/sphere
+	$(VENV)/bin/niso spectra --domain sphere --preset cpu --grid equiangular --out $(OUT)/sphere-equiangular
 	$(VENV)/bin/niso tour --out $(OUT)/tour
 
 test: $(STAMP)

@@ -197,6 +197,39 @@ def test_cli_set_reaches_the_fields_that_also_have_flags(tmp_path, capsys):
     assert not (tmp_path / "both").exists()
 
 
+def test_on_the_sphere_the_signals_principal_axes_in_a_collapsed_cluster_are_the_degrees():
+    """The failure the sphere preset's cluster rotation fixes: degrees 0-2 (9 harmonics) mixed by a
+    random rotation inside one cluster of near-equal eigenvalues near 0. The principal axes of the
+    sampler's second moments (powers ∝ 1/(l+1)) give back one degree per vector, lowest first."""
+    from niso_geom.experiments.spectra import build_problem, make_operator, signal_moment
+    from niso_geom.niso.cluster_pca import rotate_clusters_to_principal_axes
+
+    cfg = preset("tiny", "sphere", moment_pairs=256, cluster_pca_every=5)
+    problem = build_problem(cfg)
+    Y, w = problem.truth.evecs[:, :cfg.k], problem.domain.mass
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((9, 9)))
+    mixed = Y.copy()
+    mixed[:, :9] = Y[:, :9] @ q
+    op = make_operator(cfg, problem.domain.n).double()
+    gaps = np.r_[0.0, np.full(8, 0.01), np.full(cfg.k - 9, 1.0)]  # cumsum: λ = 0, 0.01, …, 0.08, 1.08, …
+    with torch.no_grad():
+        op.mass_raw.copy_(torch.from_numpy(np.sqrt(np.clip(w - 1e-8, 0, None))))  # DH: 0 at the pole
+        op.phi_raw.copy_(torch.from_numpy(mixed))
+        op.evals_raw.copy_(torch.from_numpy(np.sqrt(gaps)))
+    degree = np.floor(np.sqrt(np.arange(cfg.k))).astype(int)
+
+    def degree_energy(phi):  # (3, 9): energy of each of the first 9 vectors in degrees 0, 1, 2
+        c = Y.T @ (w[:, None] * phi[:, :9])
+        return np.stack([(c[degree == l] ** 2).sum(0) for l in range(3)])
+
+    assert degree_energy(op().phi.detach().numpy()).max(0).min() < 0.9  # mixed to begin with
+    moment = signal_moment(problem, cfg).double()
+    assert rotate_clusters_to_principal_axes(op, moment, cfg.cluster_pca_gap, max_size=9) == 1
+    energy = degree_energy(op().phi.detach().numpy())
+    np.testing.assert_array_equal(energy.argmax(0), [0, 1, 1, 1, 2, 2, 2, 2, 2])
+    assert energy.max(0).min() > 0.95
+
+
 def test_cli_grid_chooses_the_sphere_grid(tmp_path):
     out = tmp_path / "equiangular"
     assert main(["spectra", "--domain", "sphere", "--preset", "tiny", "--grid", "equiangular", "--steps", "4",
