@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signals", choices=["random", "mnist"], default=None,
                    help="power-law random fields (the presets') or MNIST digits (from the data root)")
     p.add_argument("--grid", choices=["dh", "equiangular"], default=None,
-                   help="sphere grid: dh, the paper's Driscoll–Healy 16×16 (the presets'), or equiangular, "
-                        "16×32 cell-centred rings with Fejér weights (see docs/spectra.md)")
+                   help="sphere grid: dh, the paper's Driscoll–Healy grid (the presets'), or equiangular, cell-centred "
+                        "rings × twice as many longitudes, Fejér weights (16×32 at the cpu preset; docs/spectra.md)")
     p.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds checkpoints)")
     p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("-k", type=int, default=None, help="override the operator rank K")
