@@ -201,8 +201,9 @@ def test_on_the_sphere_the_signals_principal_axes_in_a_collapsed_cluster_are_the
     """The failure the sphere preset's cluster rotation fixes: degrees 0-2 (9 harmonics) mixed by a
     random rotation inside one cluster of near-equal eigenvalues near 0. The principal axes of the
     sampler's second moments (powers ∝ 1/(l+1)) give back one degree per vector, lowest first."""
-    from niso_geom.experiments.spectra import build_problem, make_operator, signal_moment
+    from niso_geom.experiments.spectra import build_problem, signal_moment
     from niso_geom.niso.cluster_pca import rotate_clusters_to_principal_axes
+    from tests.conftest import operator_with_basis
 
     cfg = preset("tiny", "sphere", moment_pairs=256, cluster_pca_every=5)
     problem = build_problem(cfg)
@@ -210,12 +211,8 @@ def test_on_the_sphere_the_signals_principal_axes_in_a_collapsed_cluster_are_the
     q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((9, 9)))
     mixed = Y.copy()
     mixed[:, :9] = Y[:, :9] @ q
-    op = make_operator(cfg, problem.domain.n).double()
-    gaps = np.r_[0.0, np.full(8, 0.01), np.full(cfg.k - 9, 1.0)]  # cumsum: λ = 0, 0.01, …, 0.08, 1.08, …
-    with torch.no_grad():
-        op.mass_raw.copy_(torch.from_numpy(np.sqrt(np.clip(w - 1e-8, 0, None))))  # DH: 0 at the pole
-        op.phi_raw.copy_(torch.from_numpy(mixed))
-        op.evals_raw.copy_(torch.from_numpy(np.sqrt(gaps)))
+    evals = np.cumsum(np.r_[0.0, np.full(8, 0.01), np.full(cfg.k - 9, 1.0)])  # 0, 0.01, …, 0.08, 1.08, …
+    op = operator_with_basis(mixed, evals, mass=w)
     degree = np.floor(np.sqrt(np.arange(cfg.k))).astype(int)
 
     def degree_energy(phi):  # (3, 9): energy of each of the first 9 vectors in degrees 0, 1, 2

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from niso_geom.niso.cluster_pca import eigenvalue_clusters, rotate_clusters_to_principal_axes
-from niso_geom.niso.operator import LearnedOperator, orthonormality_error
+from niso_geom.niso.operator import orthonormality_error
+from tests.conftest import operator_with_basis
 
 F64 = torch.float64
 
@@ -24,17 +25,6 @@ def test_clusters_are_runs_of_small_gaps_cut_to_size():
         eigenvalue_clusters(evals, 0.5, max_size=1)
 
 
-def _operator_with_basis(phi: torch.Tensor, evals: torch.Tensor) -> LearnedOperator:
-    """A cumsum operator with unit mass whose realized Φ is ``phi`` and Λ is ``evals``."""
-    n, k = phi.shape
-    op = LearnedOperator(n, k, eigenvalue_param="cumsum", dtype=F64)
-    with torch.no_grad():
-        op.mass_raw.fill_(1.0)
-        op.phi_raw.copy_(phi)
-        op.evals_raw.copy_(torch.diff(evals, prepend=evals.new_zeros(1)).clamp_min(0).sqrt())
-    return op
-
-
 def test_a_mixed_pair_is_unmixed_and_nothing_else_changes():
     """Four orthonormal vectors of powers 4, 3, 2, 1 with the middle two mixed at 45° inside a
     cluster: the rotation restores the pure vectors (highest power first), keeps Λ, M and
@@ -47,7 +37,7 @@ def test_a_mixed_pair_is_unmixed_and_nothing_else_changes():
     mixed = pure.clone()
     mixed[:, 1], mixed[:, 2] = (pure[:, 1] + pure[:, 2]) / math.sqrt(2), (pure[:, 1] - pure[:, 2]) / math.sqrt(2)
     evals = torch.tensor([0.0, 5.0, 5.1, 9.0], dtype=F64)
-    op = _operator_with_basis(mixed, evals)
+    op = operator_with_basis(mixed, evals)
     before = op()
     assert torch.allclose(before.phi, mixed, atol=1e-10)
     opt = torch.optim.AdamW(op.parameters(), lr=1e-3)
