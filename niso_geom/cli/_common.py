@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from niso_geom.runio import write_json  # noqa: F401  (re-exported for the commands)
 from niso_geom.threads import set_threads
 
 GRID_ALIASES = {
@@ -89,26 +87,6 @@ def format_table(rows: list[list[Any]], headers: list[str]) -> str:
     sep = "  ".join("-" * w for w in widths)
     body = ["  ".join(just(c, i) for i, c in enumerate(r)) for r in cells]
     return "\n".join([line, sep, *body])
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

@@ -15,16 +15,15 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from niso_geom.runio import write_json
 
 __all__ = [
     "Classifier",
@@ -139,20 +138,6 @@ class Classifier(nn.Module):
 # --------------------------------------------------------------------------------------------
 # results
 # --------------------------------------------------------------------------------------------
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def aggregate(records: Sequence[Mapping[str, Any]], methods: Sequence[str], num_classes: int) -> dict[str, Any]:

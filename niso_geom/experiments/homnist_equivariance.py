@@ -128,7 +128,7 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
         "accuracy": float(correct.mean()), "clean_accuracy": clean_acc,
         "accuracy_by_residual_quartile": quartiles,
     }
-    from niso_geom.cli._common import write_json
+    from niso_geom.runio import write_json
 
     write_json(base / "equivariance.json", report)
     return report

@@ -387,7 +387,7 @@ def train(cfg: SpectraConfig, out: Path, *, data_root: str | None = None, resume
 
 def _train(cfg: SpectraConfig, out: Path, *, data_root: str | None, resume: bool, progress: bool,
            max_steps: int | None) -> dict[str, Any]:
-    from niso_geom.cli._common import write_json
+    from niso_geom.runio import write_json
     from niso_geom.niso.training import (checkpoint_name, latest_checkpoint, load_checkpoint, make_optimizer,
                                          make_scheduler, prune_checkpoints, save_checkpoint)
 
@@ -523,7 +523,7 @@ SUMMARY_KEYS = ["purity_mean", "eigenvalue_spearman", "eigenvalue_scale_fit_erro
 
 
 def write_report(out: Path, op, problem: Problem, cfg: SpectraConfig, report: dict[str, Any]) -> None:
-    from niso_geom.cli._common import write_json
+    from niso_geom.runio import write_json
 
     write_json(out / "report.json", report)
     figures = {}
