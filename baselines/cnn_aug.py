@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from baselines.ae_aug import LatentCNN
+from niso_geom.baselines.ae_aug import LatentCNN
 from niso_geom.niso.models import GridEncoder
 
 __all__ = ["SphereCNN"]

@@ -69,10 +69,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.ae_aug import LatentCNN, build_autoencoder, grid_latents
-from baselines.cnn_aug import SphereCNN
-from baselines.e3nn_sh import E3nnSHClassifier
-from baselines.sh_power import SHPowerMLP, SHTransform, power_spectrum
+from niso_geom.baselines.ae_aug import LatentCNN, build_autoencoder, grid_latents
+from niso_geom.baselines.cnn_aug import SphereCNN
+from niso_geom.baselines.e3nn_sh import E3nnSHClassifier
+from niso_geom.baselines.sh_power import SHPowerMLP, SHTransform, power_spectrum
 from niso_geom.equivariant import OrthNet
 from niso_geom.experiments.common import (
     Classifier,

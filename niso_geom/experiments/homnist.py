@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from baselines.ae_aug import LatentCNN
+from niso_geom.baselines.ae_aug import LatentCNN
 from niso_geom.data.homnist import HomographyPairSampler, build_homnist, warp_images
 from niso_geom.data.mnist import load_mnist, pad_images
 from niso_geom.equivariant import OrthNet

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.ae_aug import LatentCNN, build_autoencoder, grid_latents
-from baselines.cnn_aug import SphereCNN
-from baselines.e3nn_sh import E3nnSHClassifier
-from baselines.sh_power import SHPowerMLP, SHTransform, power_spectrum
+from niso_geom.baselines.ae_aug import LatentCNN, build_autoencoder, grid_latents
+from niso_geom.baselines.cnn_aug import SphereCNN
+from niso_geom.baselines.e3nn_sh import E3nnSHClassifier
+from niso_geom.baselines.sh_power import SHPowerMLP, SHTransform, power_spectrum
 from niso_geom.domains.sphere import SphereGrid
 from niso_geom.harmonics.sphere import num_harmonics
 from niso_geom.harmonics.wigner import random_rotation, wigner_D_blocks
