@@ -26,7 +26,7 @@ import torch
 
 from niso_geom.experiments.spectra import (build_problem, make_operator, operator_param_groups, preset,
                                            signal_moment, train_step)
-from niso_geom.niso.training import make_optimizer
+from niso_geom.train import make_optimizer
 from niso_geom.threads import limit_threads
 
 

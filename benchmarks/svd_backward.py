@@ -29,7 +29,7 @@ import torch
 
 from niso_geom.niso.losses import niso_pair_loss
 from niso_geom.niso.operator import LearnedOperator
-from niso_geom.niso.training import make_optimizer
+from niso_geom.train import make_optimizer
 
 # variant -> (procrustes method, compute dtype of the linear algebra)
 VARIANTS = {

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from niso_geom.experiments import cshrec11
-    from niso_geom.niso import distributed
+    from niso_geom.train import distributed
 
     cfg = experiment_config(args, cshrec11)
     ctx = distributed.init_from_env()

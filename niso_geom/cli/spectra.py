@@ -4,9 +4,20 @@ and ``niso compare RUN_DIR`` (recompute a run's report from its checkpoint)."""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 from niso_geom.cli._common import add_data_root, format_table, parse_overrides
+from niso_geom.experiments.spectra import (
+    evaluate,
+    load_run,
+    preset,
+    preset_help,
+    train,
+    write_report,
+)
+from niso_geom.train import resolve_device
 
 SUMMARY = [("purity_mean", "mean purity"), ("eigenvalue_spearman", "eigenvalue Spearman"),
            ("eigenvalue_scale_fit_error", "eigenvalue error after scale fit"),
@@ -23,7 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spectra", help="learn an operator from transformed signals; compare with the analytic spectrum")
     p.add_argument("--domain", choices=["torus", "sphere", "mesh"], default="torus")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"], default="cpu",
-                   help="cpu: minutes on 2 cores (default); paper: the paper's sizes and steps (GPU); tiny: seconds")
+                   help="cpu: minutes on 2 cores (default); paper: the paper's sizes and steps (GPU); tiny: seconds. "
+                        "Tie-breakers each preset adds to the paper's method (why: docs/spectra.md): " + preset_help())
+    p.add_argument("--no-extras", action="store_true",
+                   help="the paper's plain method at the preset's sizes: none of the project's tie-breakers "
+                        "(decorrelation, cluster rotations, refinement phase, ...)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="where training runs: auto (default), CUDA if available; the report is computed on the CPU")
     p.add_argument("--signals", choices=["random", "mnist"], default=None,
                    help="power-law random fields (the presets') or MNIST digits (from the data root)")
     p.add_argument("--grid", choices=["dh", "equiangular"], default=None,
@@ -68,7 +85,7 @@ def config_overrides(args: argparse.Namespace) -> dict:
     if args.grid is not None and args.domain != "sphere":
         raise SystemExit(f"niso: error: --grid chooses a sphere grid; --domain is {args.domain}")
     flags = {"signals": args.signals, "grid": args.grid, "steps": args.steps, "k": args.k, "seed": args.seed,
-             "dropout": False if args.no_dropout else None}
+             "dropout": False if args.no_dropout else None, "device": args.device}
     for key, value in flags.items():
         if value is None:
             continue
@@ -81,14 +98,11 @@ def config_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_spectra(args: argparse.Namespace) -> int:
-    import shutil
-
-    from niso_geom.experiments.spectra import preset, train
-
     try:
-        cfg = preset(args.preset, args.domain, **config_overrides(args))
+        cfg = preset(args.preset, args.domain, config_overrides(args), plain=args.no_extras)
     except ValueError as exc:
         raise SystemExit(f"niso: error: {exc}") from exc
+    resolve_device(cfg.device)  # a missing GPU is an error before any work
     if args.no_resume and args.out.exists():
         shutil.rmtree(args.out / "checkpoints", ignore_errors=True)
         (args.out / "config.json").unlink(missing_ok=True)
@@ -100,12 +114,8 @@ def cmd_spectra(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from niso_geom.experiments.spectra import evaluate, load_run, write_report
-
     op, problem, cfg = load_run(args.run_dir, args.data_root)
     report = evaluate(op, problem, cfg)
-    import json
-
     old = args.run_dir / "report.json"
     if old.exists():
         prev = json.loads(old.read_text())

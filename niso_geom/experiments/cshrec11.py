@@ -91,18 +91,16 @@ from niso_geom.experiments.multiview import (
     map_views,
     predict_views,
 )
-from niso_geom.niso import distributed
 from niso_geom.niso.autoencoder import (
     LatentScaleNorm,
     NIsoAutoencoder,
     PlainAutoencoder,
     encode_coefficients,
-    pretrain,
-    resolve_device,
 )
 from niso_geom.niso.isometry import iso_solve_coeffs
 from niso_geom.niso.models import GridDecoder, GridEncoder, latent_sphere_coords
 from niso_geom.niso.operator import LearnedOperator
+from niso_geom.train import distributed, pretrain, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +441,12 @@ def spectral_summary(model: NIsoAutoencoder, cfg: CShrec11Config) -> dict[str, A
     correlation with l(l+1). The conformal views are Möbius transforms, not rotations, so this
     is a diagnostic, not a target.
     """
-    from niso_geom.harmonics.sphere import lmax_for, num_harmonics, real_sph_harm_angles, sh_eigenvalues
+    from niso_geom.harmonics.sphere import (
+        lmax_for,
+        num_harmonics,
+        real_sph_harm_angles,
+        sh_eigenvalues,
+    )
     from niso_geom.spectral.compare import compare
     from niso_geom.spectral.eigenbasis import Eigenbasis
 

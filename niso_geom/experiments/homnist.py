@@ -64,12 +64,11 @@ from niso_geom.niso.autoencoder import (
     NIsoAutoencoder,
     PlainAutoencoder,
     encode_coefficients,
-    pretrain,
-    resolve_device,
 )
 from niso_geom.niso.models import GridDecoder, GridEncoder
 from niso_geom.niso.operator import LearnedOperator
 from niso_geom.threads import set_threads
+from niso_geom.train import pretrain, resolve_device
 
 log = logging.getLogger(__name__)
 

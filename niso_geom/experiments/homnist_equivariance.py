@@ -57,7 +57,7 @@ def _config(run_dir: Path):
 
 
 def _latest(folder: Path) -> Path:
-    from niso_geom.niso.training import latest_checkpoint
+    from niso_geom.train import latest_checkpoint
 
     last = latest_checkpoint(folder)
     if last is None:
@@ -73,9 +73,15 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
     """
     from niso_geom.data.homnist import build_homnist
     from niso_geom.experiments.common import Classifier
-    from niso_geom.experiments.homnist import _to_dual, build_autoencoder, build_head, load_test_digits, method_spec
+    from niso_geom.experiments.homnist import (
+        _to_dual,
+        build_autoencoder,
+        build_head,
+        load_test_digits,
+        method_spec,
+    )
     from niso_geom.niso.autoencoder import encode_coefficients
-    from niso_geom.niso.training import load_checkpoint
+    from niso_geom.train import load_checkpoint
 
     run = Path(run_dir)
     cfg = _config(run)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from niso_geom.niso import distributed
+from niso_geom.train import distributed
 
 __all__ = [
     "LabelledViews",

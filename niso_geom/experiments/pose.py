@@ -63,7 +63,6 @@ from torch import nn
 from niso_geom.data.pose_pairs import CapBank, PosePairs
 from niso_geom.domains.sphere import SphereGrid
 from niso_geom.experiments.common import config_digest, make_config, markdown_table, write_json
-from niso_geom.niso.autoencoder import pretrain, resolve_device
 from niso_geom.niso.isometry import iso_solve
 from niso_geom.niso.losses import niso_pair_loss
 from niso_geom.niso.models import GridEncoder, from_flat
@@ -77,6 +76,7 @@ from niso_geom.niso.pose import (
     orientation_loss,
     rotation_from_coefficients,
 )
+from niso_geom.train import pretrain, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -36,40 +36,17 @@ invariant head relies on. Pass ``train_kernel=True`` to get that behaviour on pu
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from niso_geom.niso import distributed
-from niso_geom.niso.isometry import iso_solve_coeffs
 from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod, no_autocast
-from niso_geom.niso.losses import l1, multiplicity_loss
-from niso_geom.niso.operator import (
-    LearnedOperator,
-    OperatorState,
-    project,
-    sample_truncation,
-    spectral_dropout,
-    unproject,
-)
-from niso_geom.niso.training import (
-    checkpoint_name,
-    latest_checkpoint,
-    load_checkpoint,
-    make_optimizer,
-    make_scheduler,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from niso_geom.niso.losses import l1, niso_objective
+from niso_geom.niso.operator import LearnedOperator, OperatorState, project, sample_truncation
+from niso_geom.train.device import autocast
 
 log = logging.getLogger(__name__)
 
@@ -77,57 +54,8 @@ __all__ = [
     "LatentScaleNorm",
     "NIsoAutoencoder",
     "PlainAutoencoder",
-    "BatchSource",
-    "PretrainResult",
     "encode_coefficients",
-    "pretrain",
-    "resolve_amp_dtype",
-    "resolve_device",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# devices and mixed precision
-# --------------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None: CUDA if available, else CPU; anything else is passed to ``torch.device``."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
-    return device
-
-
-def resolve_amp_dtype(amp: bool | str | torch.dtype | None, device: torch.device | str) -> torch.dtype | None:
-    """The autocast dtype for the encoder/decoder, or None for full precision.
-
-    ``None``/``"auto"``: bfloat16 on CUDA devices that support it, else float16 on CUDA, and no
-    autocast on CPU. ``False``/``"off"``: none. ``True``: as auto, but bfloat16 on CPU too.
-    ``"bf16"``/``"bfloat16"``, ``"fp16"``/``"float16"`` or a dtype: that dtype.
-    """
-    dev = torch.device(device)
-    if isinstance(amp, torch.dtype):
-        return amp
-    if amp is False or amp == "off":
-        return None
-    if amp in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    if amp in ("fp16", "float16"):
-        return torch.float16
-    if amp is None or amp == "auto" or amp is True:
-        if dev.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if amp is True else None
-    raise ValueError(f"amp must be a bool, None, 'auto', 'off', 'bf16', 'fp16' or a dtype, got {amp!r}")
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +108,7 @@ class _LatentCodec(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``E(x)`` as flat latents (B, N, C) in float32 (at least), whatever the autocast dtype."""
-        with _autocast(x.device, self.amp_dtype):
+        with autocast(x.device, self.amp_dtype):
             z = self.encoder(x)
         if z.dim() == 4:  # (B, C, h, w) grid latent -> (B, N, C), row-major idx = i*w + j
             h, w = z.shape[-2], z.shape[-1]
@@ -205,7 +133,7 @@ class _LatentCodec(nn.Module):
             if z.shape[-2] != h * w:
                 raise ValueError(f"expected latents (B, {h * w}, C) for a {h}x{w} grid, got {tuple(z.shape)}")
             z = z.transpose(-1, -2).reshape(*z.shape[:-2], z.shape[-1], h, w)
-        with _autocast(z.device, self.amp_dtype):
+        with autocast(z.device, self.amp_dtype):
             out = self.decoder(z)
         return out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
 
@@ -275,41 +203,23 @@ class NIsoAutoencoder(_LatentCodec):
         with no_autocast(z.device.type):
             return project(state, z.to(state.phi.dtype))
 
-    def _solve(self, a_hat: torch.Tensor, b_hat: torch.Tensor, evals: torch.Tensor) -> torch.Tensor:
-        return iso_solve_coeffs(a_hat, b_hat, evals if self.mask else None, method=self.method,
-                                eps=self.eps, compute_dtype=self.compute_dtype)
-
     def _keep(self, b: int, device: torch.device) -> torch.Tensor | None:
         if not (self.training and self.spectral_dropout):
             return None
         return sample_truncation(self.k, size=(b,), device=device)
 
-    def _edges_loss(self, views: Sequence[torch.Tensor], coeffs: Sequence[torch.Tensor],
-                    edges: Sequence[tuple[int, int, torch.Tensor]], state: OperatorState) -> dict[str, torch.Tensor]:
-        """The NIso objective averaged over edges (i, j, τ_ij) with τ_ij ĉ_i ≈ ĉ_j.
-
-        Per edge: equiv = L1(ĉ_j, τ ĉ_i) + L1(ĉ_i, τᵀ ĉ_j) and recon = L1(x_i, D(Φ τᵀ ĉ_j)) +
-        L1(x_j, D(Φ τ ĉ_i)); all decodes of a step go through the decoder in one call.
-        """
-        b = views[0].shape[0]
-        preds, targets, equiv = [], [], []
-        for i, j, tau in edges:
-            to_j = tau @ coeffs[i]          # τ ĉ_i ≈ ĉ_j
-            to_i = tau.mT @ coeffs[j]       # τᵀ ĉ_j ≈ ĉ_i
-            equiv.append(l1(coeffs[j], to_j) + l1(coeffs[i], to_i))
-            preds += [to_i, to_j]
-            targets += [views[i], views[j]]
-        pred = torch.stack(preds)  # (2E, B, K, C)
-        keep = self._keep(b, pred.device)
-        if keep is not None:
-            pred = spectral_dropout(pred, keep=keep)
-        latents = unproject(state, pred).flatten(0, 1)  # (2E·B, N, C)
-        out = self.decode(latents).unflatten(0, (len(preds), b))
-        recon = sum(l1(t, out[n]) for n, t in enumerate(targets)) / len(edges)
-        equiv_t = sum(equiv) / len(edges)
-        mult = multiplicity_loss(state.evals)
-        loss = recon + self.alpha * equiv_t + self.beta * mult
-        return {"loss": loss, "recon": recon.detach(), "equiv": equiv_t.detach(), "mult": mult.detach()}
+    def _views_loss(self, views: Sequence[torch.Tensor], topology: str) -> dict[str, torch.Tensor]:
+        """:func:`~niso_geom.niso.losses.niso_objective` on the encoded views, reconstructing the images."""
+        zs = self._encode_views(views)
+        state = self.state()
+        with no_autocast(views[0].device.type):
+            latents = [z.to(state.phi.dtype) for z in zs]
+            keep = self._keep(views[0].shape[0], views[0].device)
+            out = niso_objective(state, latents, list(views), alpha=self.alpha, beta=self.beta, topology=topology,
+                                 decoder=self.decode, keep=keep, mask=self.mask, method=self.method, eps=self.eps,
+                                 compute_dtype=self.compute_dtype)
+        terms = out.terms
+        return {"loss": terms["loss"], **{k: v.detach() for k, v in terms.items() if k != "loss"}}
 
     def _encode_views(self, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         shapes = {tuple(v.shape) for v in views}
@@ -320,24 +230,11 @@ class NIsoAutoencoder(_LatentCodec):
 
     def pair_loss(self, x: torch.Tensor, tx: torch.Tensor) -> dict[str, torch.Tensor]:
         """The NIso objective on a batch of pairs x, Tx (B, C_in, H, W)."""
-        z0, z1 = self._encode_views([x, tx])
-        state = self.state()
-        with no_autocast(z0.device.type):
-            dtype = state.phi.dtype
-            c0, c1 = project(state, z0.to(dtype)), project(state, z1.to(dtype))
-            tau = self._solve(c0, c1, state.evals)
-            return self._edges_loss([x, tx], [c0, c1], [(0, 1, tau)], state)
+        return self._views_loss([x, tx], "pair")
 
     def triplet_loss(self, x0: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
         """The objective on triplets: edges 0→1 (τ01), 1→2 (τ12) and the chain 0→2 (τ12 τ01)."""
-        zs = self._encode_views([x0, x1, x2])
-        state = self.state()
-        with no_autocast(x0.device.type):
-            dtype = state.phi.dtype
-            c = [project(state, z.to(dtype)) for z in zs]
-            t01 = self._solve(c[0], c[1], state.evals)
-            t12 = self._solve(c[1], c[2], state.evals)
-            return self._edges_loss([x0, x1, x2], c, [(0, 1, t01), (1, 2, t12), (0, 2, t12 @ t01)], state)
+        return self._views_loss([x0, x1, x2], "triplet")
 
     def step_loss(self, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Training protocol of :func:`pretrain`: a pair (x, Tx) or a triplet (x0, x1, x2)."""
@@ -370,8 +267,6 @@ class PlainAutoencoder(_LatentCodec):
 @torch.no_grad()
 def _encode_chunks(model: _LatentCodec, x: torch.Tensor, batch_size: int, device: torch.device,
                    progress: bool, desc: str) -> torch.Tensor:
-    from tqdm.auto import tqdm
-
     out = []
     starts = range(0, len(x), batch_size)
     for s in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
@@ -413,217 +308,3 @@ def encode_coefficients(model: NIsoAutoencoder, x: torch.Tensor, *, train_kernel
                 return project(state, z.to(state.phi.dtype))
     finally:
         model.train(was_training)
-
-
-# --------------------------------------------------------------------------------------------
-# training loop
-# --------------------------------------------------------------------------------------------
-
-
-class BatchSource(Protocol):
-    """What :func:`pretrain` draws from: ``source()`` returns one micro-batch, a tuple of tensors.
-
-    ``state_dict()`` / ``load_state_dict()`` (optional) save and restore its RNG so that a
-    resumed run continues the same data stream; the state must be JSON-serializable.
-    """
-
-    def __call__(self) -> Sequence[torch.Tensor]: ...
-
-
-@dataclass
-class PretrainResult:
-    """Summary of a :func:`pretrain` call."""
-
-    steps: int
-    wall_seconds: float
-    final: dict[str, float] = field(default_factory=dict)
-    resumed_from: int = 0
-    checkpoint: Path | None = None
-
-
-class _JsonlWriter:
-    def __init__(self, path: Path | None, resume_step: int) -> None:
-        self.path = path
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():  # keep only records up to the resumed step
-            kept = []
-            for line in path.read_text().splitlines():
-                try:
-                    if int(json.loads(line).get("step", 0)) <= resume_step:
-                        kept.append(line)
-                except (ValueError, AttributeError):
-                    continue
-            if resume_step == 0:
-                kept = []
-            tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(k + "\n" for k in kept))
-            os.replace(tmp, path)
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        if self.path is None:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: float = 5e-4,
-             weight_decay: float = 1e-4, warmup: int = 2000, decay_steps: int | None = None,
-             init_lr: float = 1e-8, end_lr: float = 5e-5, accum: int = 1,
-             amp: bool | str | torch.dtype | None = None, device: str | torch.device | None = "auto",
-             out_dir: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
-             checkpoint_every: int = 1000, keep_checkpoints: int = 2, log_every: int = 50,
-             desc: str = "pretrain", extra: Mapping[str, Any] | None = None,
-             on_log: Callable[[dict[str, Any]], None] | None = None,
-             param_groups: Sequence[dict[str, Any]] | None = None) -> PretrainResult:
-    """Train ``model`` for ``steps`` optimizer updates on batches from ``pair_sampler``.
-
-    The model follows the ``step_loss(batch) -> {"loss": ..., other terms}`` protocol
-    (:class:`NIsoAutoencoder`, :class:`PlainAutoencoder`, or any module with that method).
-    Optimizer and schedule are the reference's (§1.8): AdamW, weight decay on every parameter,
-    linear warmup from ``init_lr`` to ``lr`` then cosine to ``end_lr`` at ``decay_steps``
-    (default ``steps``), no clipping.
-
-    Parameters
-    ----------
-    steps : optimizer updates; each averages the gradients of ``accum`` micro-batches.
-    amp : autocast dtype of the encoder/decoder (see :func:`resolve_amp_dtype`; default: bf16 or
-        fp16 on CUDA, off on CPU). float16 uses a ``GradScaler``. Linear algebra stays float32.
-    device : "auto" (CUDA if available), "cpu", "cuda", or a torch.device; the model is moved.
-    out_dir : run folder: ``metrics.jsonl`` (one record per ``log_every`` updates, plus the last)
-        and ``checkpoints/step_*.pt`` (atomic; every ``checkpoint_every`` updates and at the
-        end; the newest ``keep_checkpoints`` are kept). None writes nothing.
-    resume : continue from the newest checkpoint in ``out_dir`` (model, optimizer, schedule,
-        global RNGs and the sampler's ``state_dict``), so the run reproduces an uninterrupted one.
-    progress : tqdm progress bar.
-    extra : stored in every checkpoint's ``extra`` (e.g. the config).
-    on_log : called with every metrics record.
-    param_groups : optimizer parameter groups instead of ``model.parameters()``; a group's
-        ``lr_scale`` scales the schedule for it (:func:`~niso_geom.niso.training.make_scheduler`).
-
-    Distributed data parallel (one code path, :mod:`niso_geom.niso.distributed`): inside a
-    ``torch.distributed`` process group (e.g. under ``torchrun``), every rank draws the same
-    global micro-batch from its identically seeded ``pair_sampler``, keeps its shard of it, and
-    :class:`~torch.nn.parallel.DistributedDataParallel` averages the gradients, so the updates
-    equal those of one process on the global batch. Logged terms are averaged over ranks; only
-    rank 0 writes metrics and checkpoints; every rank resumes from the same checkpoint.
-
-    Returns
-    -------
-    PretrainResult (wall seconds accumulate over resumed sessions).
-    """
-    from tqdm.auto import tqdm
-
-    if steps < 0 or accum < 1:
-        raise ValueError(f"need steps >= 0 and accum >= 1, got steps={steps}, accum={accum}")
-    ctx = distributed.context()
-    dev = distributed.rank_device(resolve_device(device))
-    model.to(dev)
-    amp_dtype = resolve_amp_dtype(amp, dev)
-    if hasattr(model, "amp_dtype"):
-        model.amp_dtype = amp_dtype
-    use_scaler = amp_dtype == torch.float16 and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-
-    optimizer = make_optimizer(model.parameters() if param_groups is None else param_groups, lr=lr,
-                               weight_decay=weight_decay)
-    scheduler = make_scheduler(optimizer, decay_steps=decay_steps or max(steps, 1), warmup=warmup,
-                               init=init_lr, end=end_lr, peak=lr)
-    run_dir = Path(out_dir) if out_dir is not None else None
-    ckpt_dir = run_dir / "checkpoints" if run_dir is not None else None
-
-    start, wall0 = 0, 0.0
-    ckpt_path: Path | None = None
-    if resume and ckpt_dir is not None and (found := latest_checkpoint(ckpt_dir)) is not None:
-        loaded = load_checkpoint(found, model, optimizer, scheduler, map_location=dev)
-        start, wall0 = loaded.step, float(loaded.extra.get("wall_seconds", 0.0))
-        sampler_state = loaded.extra.get("sampler_state")
-        if sampler_state is not None and hasattr(pair_sampler, "load_state_dict"):
-            pair_sampler.load_state_dict(json.loads(sampler_state))
-        if scaler is not None and loaded.extra.get("scaler_state"):
-            scaler.load_state_dict(json.loads(loaded.extra["scaler_state"]))
-        ckpt_path = found
-        log.info("%s: resumed from %s (step %d)", desc, found, start)
-    writer = _JsonlWriter(run_dir / "metrics.jsonl" if run_dir is not None and ctx.is_main else None, start)
-    net: nn.Module | None = None
-    if ctx.distributed and any(p.requires_grad for p in model.parameters()):
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(distributed.StepLossModule(model),
-                                      device_ids=[dev.index] if dev.type == "cuda" else None,
-                                      find_unused_parameters=True)
-
-    def checkpoint(step: int, wall: float) -> Path | None:
-        if ckpt_dir is None:
-            return None
-        if not ctx.is_main:
-            distributed.barrier()
-            return ckpt_dir / f"step_{step:09d}.pt"
-        payload = {"wall_seconds": wall, **(dict(extra) if extra else {})}
-        if hasattr(pair_sampler, "state_dict"):
-            payload["sampler_state"] = json.dumps(pair_sampler.state_dict())
-        if scaler is not None:
-            payload["scaler_state"] = json.dumps(scaler.state_dict())
-        path = save_checkpoint(ckpt_dir / checkpoint_name(step), model, optimizer, scheduler, step, payload)
-        prune_checkpoints(ckpt_dir, keep_checkpoints)
-        distributed.barrier()
-        return path
-
-    model.train()
-    t0 = time.perf_counter()
-    sums: dict[str, float] = {}
-    count = 0
-    final: dict[str, float] = {}
-    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress,
-               dynamic_ncols=True, leave=False)
-    try:
-        for step in range(start, steps):
-            optimizer.zero_grad(set_to_none=True)
-            for micro in range(accum):
-                batch = tuple(t.to(dev, non_blocking=True) for t in distributed.shard(pair_sampler(), ctx))
-                # under DDP, gradients are all-reduced once per update, on the last micro-batch
-                sync = net.no_sync() if net is not None and micro < accum - 1 else contextlib.nullcontext()
-                with sync:
-                    terms = model.step_loss(batch) if net is None else net(*batch)
-                    loss = terms["loss"]
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} at step {step}")
-                    scaled = loss / accum
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                for key, val in terms.items():
-                    sums[key] = sums.get(key, 0.0) + float(val.detach()) / accum
-            lr_now = optimizer.param_groups[0]["lr"]
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            count += 1
-            done = step + 1
-            bar.update(1)
-            if done % log_every == 0 or done == steps:
-                means = distributed.all_reduce_mean({k: v / count for k, v in sums.items()})
-                record = {"step": done, "lr": lr_now, **means,
-                          "seconds": wall0 + time.perf_counter() - t0}
-                final = {k: v for k, v in record.items() if k not in ("step",)}
-                writer.write(record)
-                if on_log is not None:
-                    on_log(record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
-                sums, count = {}, 0
-            if done % checkpoint_every == 0 and done != steps:
-                ckpt_path = checkpoint(done, wall0 + time.perf_counter() - t0)
-    finally:
-        bar.close()
-    wall = wall0 + time.perf_counter() - t0
-    if not final and writer.path is not None and writer.path.exists():  # resumed a finished run
-        lines = writer.path.read_text().splitlines()
-        if lines:
-            final = {k: v for k, v in json.loads(lines[-1]).items() if k != "step"}
-    if steps > start:
-        ckpt_path = checkpoint(steps, wall)
-    return PretrainResult(steps=steps, wall_seconds=wall, final=final, resumed_from=start,
-                          checkpoint=ckpt_path)
-

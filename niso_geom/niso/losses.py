@@ -1,36 +1,49 @@
-"""NIso losses (``niso-reference.md`` §1.5-1.6).
+"""The one Neural Isometries objective (``docs/algorithm.md`` §1.3, §1.5–1.7).
 
-Pairs are (z0, Tz0) of latents (B, N, C); τ (B, K, K) maps z0's coefficients to Tz0's.
+Every NIso path in the project — the identity encoder of ``niso spectra`` and the pose operator,
+the autoencoders of homNIST and cSHREC'11, pairs and triplets — computes its loss here. For
+views z_0 … z_{V−1} of the same content (latents (B, N, C)) and reconstruction targets x_i (the
+latents themselves when there is no encoder), the paper's method is one short path::
 
-* laplacian experiment: ``L1(z0, Φ τᵀ Φᵀ M Tz0) + L1(Tz0, Φ τ Φᵀ M z0) + β · mult(Λ)``;
-* encode experiments: ``L1(x0, dec(Φ τᵀ Φᵀ M Tz0)) + L1(Tx0, dec(Φ τ Φᵀ M z0))``
-  ``+ α · [L1(Φᵀ M Tz0, τ Φᵀ M z0) + L1(Φᵀ M z0, τᵀ Φᵀ M Tz0)] + β · mult(Λ)``.
+    ẑ_i   = Φᵀ M z_i                                   project          (§1.2)
+    τ_ij  = argmax_{R ∈ SO(K)} tr Rᵀ (P ⊙ ẑ_j ẑ_iᵀ)     isometric map    (§1.3), P_ab = exp(−|λ_a − λ_b|)
+    recon = Σ_edges L1(x_i, D(Φ τᵀ ẑ_j)) + L1(x_j, D(Φ τ ẑ_i))            (§1.5, §1.6)
+    equiv = Σ_edges L1(ẑ_j, τ ẑ_i) + L1(ẑ_i, τᵀ ẑ_j)
+    loss  = recon / E + α · equiv / E + β · mult(Λ)
 
-Every L1 is a mean over all elements.
+with D the decoder (the identity without one), spectral dropout optionally truncating Φ τ ẑ to
+the lowest ``keep`` eigenpairs before synthesis (§1.7), and the edges (i, j, τ_ij) of a pair
+[(0, 1)] or of a triplet [(0, 1), (1, 2), (0, 2) with the *composed* map τ_12 τ_01]. Every L1
+is a mean over all elements.
+
+The project's optional tie-breakers (decorrelation, jittered masks, cluster rotations, a
+refinement phase) are not part of this objective: they live in :mod:`niso_geom.niso.extras`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from niso_geom.niso.isometry import delta_mask, iso_solve_coeffs
 from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod
-from niso_geom.niso.operator import OperatorState, project, project_moment, spectral_dropout, unproject
+from niso_geom.niso.operator import OperatorState, project, spectral_dropout, unproject
 
 __all__ = [
+    "Edge",
+    "NIsoOutput",
     "l1",
     "multiplicity_loss",
-    "SpectralPair",
-    "spectral_pair",
-    "equivariance_loss",
-    "reconstruction_loss",
-    "correlation_penalty",
-    "decorrelation_loss",
+    "niso_objective",
     "niso_pair_loss",
+    "solve_edges",
 ]
+
+Topology = Literal["pair", "triplet"]
+Edge = tuple[int, int, torch.Tensor]  # (i, j, τ_ij) with τ_ij ẑ_i ≈ ẑ_j
 
 
 def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -54,138 +67,111 @@ def multiplicity_loss(evals: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return torch.sqrt(L.square().sum((-2, -1)) + eps) / k
 
 
-class SpectralPair(NamedTuple):
-    """Coefficients (B, K, C) of a pair: base ``z0_b = ΦᵀM z0``, ``tz0_b = ΦᵀM Tz0`` and the
-    cross predictions ``tz0_p = τ z0_b`` (≈ tz0_b) and ``z0_p = τᵀ tz0_b`` (≈ z0_b)."""
-
-    z0_b: torch.Tensor
-    tz0_b: torch.Tensor
-    z0_p: torch.Tensor
-    tz0_p: torch.Tensor
-
-
-def spectral_pair(state: OperatorState, tau: torch.Tensor, z0: torch.Tensor, tz0: torch.Tensor) -> SpectralPair:
-    """Project a latent pair (B, N, C) and transform each side by τ / τᵀ (§1.5)."""
-    z0_b = project(state, z0)
-    tz0_b = project(state, tz0)
-    return SpectralPair(z0_b, tz0_b, tau.mT @ tz0_b, tau @ z0_b)
-
-
-def equivariance_loss(pair: SpectralPair) -> torch.Tensor:
-    """``L1(Φᵀ M Tz0, τ Φᵀ M z0) + L1(Φᵀ M z0, τᵀ Φᵀ M Tz0)`` on spectral coefficients."""
-    return l1(pair.tz0_b, pair.tz0_p) + l1(pair.z0_b, pair.z0_p)
-
-
-def reconstruction_loss(state: OperatorState, pair: SpectralPair, targets: tuple[torch.Tensor, torch.Tensor], *,
-                        decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                        keep: int | torch.Tensor | None = None) -> torch.Tensor:
-    """``L1(x0, dec(Φ z0_p)) + L1(Tx0, dec(Φ tz0_p))``: the cross-transformed reconstructions.
+def solve_edges(coeffs: Sequence[torch.Tensor], mask_evals: torch.Tensor | None, topology: Topology = "pair", *,
+                mask_width: float = 1.0, method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
+                compute_dtype: torch.dtype | None = None) -> list[Edge]:
+    """The isometric maps between views: a pair gives [(0, 1, τ01)], a triplet
+    [(0, 1, τ01), (1, 2, τ12), (0, 2, τ12 τ01)] (the chain edge uses the composed map).
 
     Parameters
     ----------
-    state : the operator.
-    pair : from :func:`spectral_pair`.
-    targets : ``(x0, Tx0)``; for the laplacian experiment the latents ``(z0, Tz0)`` themselves.
-    decoder : maps latents (2B, N, C), ``[Φ z0_p; Φ tz0_p]`` concatenated on dim 0, to the
-        outputs (2B, ...); None (laplacian style) is the identity.
-    keep : spectral dropout (truncation to the lowest ``keep`` eigenpairs) before unprojection:
-        an int or a (B,) tensor (the same for both directions of a pair); None keeps all.
+    coeffs : the views' coefficients ẑ_i (B, K, C).
+    mask_evals : eigenvalues (K,) or (B, K) of the mask ``exp(-|λ_a − λ_b| / mask_width)``; None: no mask.
+    method, eps, compute_dtype : the Procrustes solve (:func:`~niso_geom.niso.linalg.procrustes`).
     """
-    coeffs = torch.stack([pair.z0_p, pair.tz0_p])  # (2, B, K, C)
+    def solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return iso_solve_coeffs(a, b, mask_evals, mask_width=mask_width, method=method, eps=eps,
+                                compute_dtype=compute_dtype)
+
+    if topology == "pair":
+        if len(coeffs) != 2:
+            raise ValueError(f"a pair has 2 views, got {len(coeffs)}")
+        return [(0, 1, solve(coeffs[0], coeffs[1]))]
+    if topology == "triplet":
+        if len(coeffs) != 3:
+            raise ValueError(f"a triplet has 3 views, got {len(coeffs)}")
+        t01, t12 = solve(coeffs[0], coeffs[1]), solve(coeffs[1], coeffs[2])
+        return [(0, 1, t01), (1, 2, t12), (0, 2, t12 @ t01)]
+    raise ValueError(f"topology must be 'pair' or 'triplet', got {topology!r}")
+
+
+@dataclass
+class NIsoOutput:
+    """What :func:`niso_objective` computed: the loss terms (0-d tensors: ``loss``, ``recon``,
+    ``equiv``, ``mult``), the views' coefficients ẑ_i (B, K, C) and the edges (i, j, τ_ij)."""
+
+    terms: dict[str, torch.Tensor]
+    coeffs: list[torch.Tensor]
+    edges: list[Edge]
+
+    @property
+    def tau(self) -> torch.Tensor:
+        """τ of the first edge (B, K, K)."""
+        return self.edges[0][2]
+
+
+def niso_objective(state: OperatorState, latents: Sequence[torch.Tensor], targets: Sequence[torch.Tensor] | None = None,
+                   *, alpha: float = 0.0, beta: float = 0.5, topology: Topology = "pair",
+                   decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   keep: int | torch.Tensor | None = None, mask: bool = True, mask_evals: torch.Tensor | None = None,
+                   mask_width: float = 1.0, method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
+                   compute_dtype: torch.dtype | None = None) -> NIsoOutput:
+    """The NIso loss of a batch of pairs or triplets (module docstring).
+
+    Parameters
+    ----------
+    state : the operator (Φ (N, K), Λ (K,), M (N,)).
+    latents : the views' latents z_i (B, N, C), in the operator's dtype.
+    targets : what each view reconstructs (the images for an autoencoder); None: the latents.
+    alpha, beta : weights of the equivariance and multiplicity terms. With ``alpha = 0`` the
+        equivariance term is still reported (computed without a graph) but not part of the loss.
+    topology : ``"pair"`` or ``"triplet"`` (:func:`solve_edges`).
+    decoder : maps synthesized latents (2E·B, N, C) to outputs (2E·B, ...); None: the identity.
+    keep : spectral dropout (the lowest ``keep`` eigenpairs, an int or a (B,) tensor shared by both
+        directions of an edge) before synthesis; None keeps all.
+    mask : use the eigenvalue mask in the τ solve; ``mask_evals`` replaces Λ in it (e.g. jittered
+        eigenvalues, :mod:`niso_geom.niso.extras`).
+    mask_width, method, eps, compute_dtype : the τ solve (:func:`solve_edges`).
+    """
+    targets = latents if targets is None else targets
+    if len(targets) != len(latents):
+        raise ValueError(f"{len(latents)} views but {len(targets)} reconstruction targets")
+    # 1. project every view onto the learned eigenbasis
+    coeffs = [project(state, z) for z in latents]
+    # 2. the isometric maps between views
+    evals = (state.evals if mask_evals is None else mask_evals) if mask else None
+    edges = solve_edges(coeffs, evals, topology, mask_width=mask_width, method=method, eps=eps,
+                        compute_dtype=compute_dtype)
+    # 3. each side of each edge predicted from the other: equivariance in the spectral domain
+    preds, recon_targets, equiv_terms = [], [], []
+    trains_equiv = torch.is_grad_enabled() and alpha != 0
+    for i, j, tau in edges:
+        to_j, to_i = tau @ coeffs[i], tau.mT @ coeffs[j]  # τ ẑ_i ≈ ẑ_j and τᵀ ẑ_j ≈ ẑ_i
+        with torch.set_grad_enabled(trains_equiv):
+            equiv_terms.append(l1(coeffs[j], to_j) + l1(coeffs[i], to_i))
+        preds += [to_i, to_j]
+        recon_targets += [targets[i], targets[j]]
+    # 4. the predictions synthesized (after spectral dropout) and decoded in one call
+    pred = torch.stack(preds)  # (2E, B, K, C)
     if keep is not None:
-        coeffs = spectral_dropout(coeffs, keep=keep)
-    latents = unproject(state, coeffs)
-    if decoder is None:
-        x0_rec, tx0_rec = latents[0], latents[1]
-    else:
-        x0_rec, tx0_rec = decoder(latents.flatten(0, 1)).chunk(2, dim=0)
-    return l1(targets[0], x0_rec) + l1(targets[1], tx0_rec)
-
-
-def correlation_penalty(second: torch.Tensor, weights: torch.Tensor | None = None,
-                        rel_eps: float = 1e-3) -> torch.Tensor:
-    """Weighted mean squared correlation ``Σ_(i≠j) w_ij ρ_ij² / Σ_(i≠j) w_ij`` of a second-moment
-    matrix (K, K), ``ρ_ij = C_ij / sqrt((C_ii + ε)(C_jj + ε))`` with ``ε = rel_eps · mean_i C_ii``
-    (a vector that carries no power has no correlations). ``weights`` (K, K) are treated as
-    constants; None weighs every pair 1."""
-    k = second.shape[-1]
-    diag = second.diagonal()
-    scale = diag + rel_eps * diag.mean().detach()
-    rho2 = second.square() / (scale.unsqueeze(0) * scale.unsqueeze(1))
-    off = 1.0 - torch.eye(k, dtype=second.dtype, device=second.device)
-    w = off if weights is None else weights.detach().to(second) * off
-    return (w * rho2).sum() / w.sum().clamp_min(torch.finfo(second.dtype).tiny)
-
-
-def decorrelation_loss(coeffs: torch.Tensor, weights: torch.Tensor | None = None,
-                       rel_eps: float = 1e-3) -> torch.Tensor:
-    """:func:`correlation_penalty` of the coefficients' second moments over batch and channels,
-    ``C = Σ_(b,c) z_bic z_bjc / (B C)``.
-
-    For signals whose statistics are invariant under the group (stationary fields on a torus,
-    isotropic ones on a sphere), the coefficients of vectors that lie in distinct irreducible
-    subspaces of different power are uncorrelated, while a vector mixing two such subspaces is
-    correlated with its partner in proportion to their power gap. Weighted by the eigenvalue
-    mask (``weights = delta_mask(Λ)``), it acts on the pairs τ may mix freely.
-
-    Parameters
-    ----------
-    coeffs : Tensor (B, K, C).
-    weights : Tensor (K, K) or None; rel_eps : see :func:`correlation_penalty`.
-    """
-    second = torch.einsum("bic,bjc->ij", coeffs, coeffs) / (coeffs.shape[0] * coeffs.shape[-1])
-    return correlation_penalty(second, weights, rel_eps)
+        pred = spectral_dropout(pred, keep=keep)
+    synth = unproject(state, pred)  # (2E, B, N, C)
+    out = synth if decoder is None else decoder(synth.flatten(0, 1)).unflatten(0, synth.shape[:2])
+    recon = sum(l1(t, out[n]) for n, t in enumerate(recon_targets)) / len(edges)
+    equiv = sum(equiv_terms) / len(edges)
+    mult = multiplicity_loss(state.evals)
+    loss = recon + alpha * equiv + beta * mult if alpha != 0 else recon + beta * mult
+    return NIsoOutput({"loss": loss, "recon": recon, "equiv": equiv, "mult": mult}, coeffs, edges)
 
 
 def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, beta: float = 0.5, *,
-                   mask: bool = True, mask_width: float = 1.0, mask_jitter: torch.Tensor | None = None,
-                   keep: int | torch.Tensor | None = None, decorrelation: float = 0.0,
-                   signal_moment: torch.Tensor | None = None,
+                   keep: int | torch.Tensor | None = None, mask: bool = True, mask_width: float = 1.0,
                    method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
-                   compute_dtype: torch.dtype | None = None, return_tau: bool = False
-                   ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Operator-only (identity encoder) loss of the laplacian experiment.
+                   compute_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The identity-encoder objective on signal pairs (z0, Tz0) (B, N, C) — the paper's toric and
+    spherical Laplacian experiments: :func:`niso_objective` with α = 0, targets the signals.
 
-    Parameters
-    ----------
-    state : the operator.
-    z0, tz0 : Tensor (B, N, C), signals and their transformed copies.
-    beta : weight of the multiplicity loss (0.5 in the reference).
-    mask : use the eigenvalue mask in the τ solve.
-    mask_width : its width, ``exp(-|λ_i-λ_j| / mask_width)`` (1 in the reference).
-    mask_jitter : Tensor (B, K) or None: offsets added to Λ in the mask only (not in the
-        multiplicity loss), one draw per pair. Random offsets damp τ's entries between any two
-        vectors at random, so among bases that serve the pairs equally well the loss prefers
-        the one whose τ is the most block-diagonal (see ``docs/spectra.md``). None: the paper's.
-    keep : spectral dropout before unprojection (see :func:`reconstruction_loss`).
-    decorrelation : weight of :func:`decorrelation_loss` of the coefficients of both sides of
-        the pairs, weighted by the (unjittered) mask; 0 (the paper's) leaves it out.
-    signal_moment : Tensor (N, N) or None: the signals' second moments Σ = E[z zᵀ] (estimated
-        once, from many more samples than a batch); the term then uses the coefficients'
-        moments ``Φᵀ M Σ M Φ`` instead of the batch's, which removes its sampling noise.
-    return_tau : also return τ (B, K, K).
-
-    Returns
-    -------
-    ``{"loss", "recon", "mult"}`` (0-d tensors; and ``"decor"`` when ``decorrelation > 0``),
-    and τ when ``return_tau``.
+    Returns ``{"loss", "recon", "equiv", "mult"}`` (0-d tensors; ``equiv`` is reported, not trained).
     """
-    z0_b, tz0_b = project(state, z0), project(state, tz0)
-    mask_evals = None
-    if mask:
-        mask_evals = state.evals if mask_jitter is None else state.evals + mask_jitter.to(state.evals)
-    tau = iso_solve_coeffs(z0_b, tz0_b, mask_evals, mask_width=mask_width, method=method, eps=eps,
-                           compute_dtype=compute_dtype)
-    pair = SpectralPair(z0_b, tz0_b, tau.mT @ tz0_b, tau @ z0_b)
-    recon = reconstruction_loss(state, pair, (z0, tz0), keep=keep)
-    mult = multiplicity_loss(state.evals)
-    terms = {"loss": recon + beta * mult, "recon": recon, "mult": mult}
-    if decorrelation > 0:
-        weights = delta_mask(state.evals.detach(), mask_width) if mask else None
-        if signal_moment is None:
-            decor = decorrelation_loss(torch.cat([z0_b, tz0_b]), weights)
-        else:
-            decor = correlation_penalty(project_moment(state, signal_moment), weights)
-        terms["loss"] = terms["loss"] + decorrelation * decor
-        terms["decor"] = decor
-    return (terms, tau) if return_tau else terms
+    return niso_objective(state, [z0, tz0], beta=beta, keep=keep, mask=mask, mask_width=mask_width,
+                          method=method, eps=eps, compute_dtype=compute_dtype).terms

@@ -8,10 +8,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from niso_geom.niso import distributed
-from niso_geom.niso.autoencoder import NIsoAutoencoder, pretrain
+from niso_geom.niso.autoencoder import NIsoAutoencoder
 from niso_geom.niso.models import GridDecoder, GridEncoder
 from niso_geom.niso.operator import LearnedOperator
+from niso_geom.train import distributed, pretrain
 
 GLOBAL_BATCH, STEPS, ACCUM = 4, 3, 2
 

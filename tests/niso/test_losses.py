@@ -1,4 +1,5 @@
-"""l1, multiplicity, equivariance and reconstruction losses, niso_pair_loss."""
+"""The one NIso objective pinned to its equations: l1, multiplicity, reconstruction through τ,
+equivariance, spectral dropout, triplets; and the tie-breakers of niso.extras."""
 
 from __future__ import annotations
 
@@ -8,16 +9,9 @@ import pytest
 import torch
 
 from niso_geom.niso.isometry import iso_solve
-from niso_geom.niso.losses import (
-    decorrelation_loss,
-    equivariance_loss,
-    l1,
-    multiplicity_loss,
-    niso_pair_loss,
-    reconstruction_loss,
-    spectral_pair,
-)
-from niso_geom.niso.operator import LearnedOperator, OperatorState, unproject
+from niso_geom.niso.extras import decorrelation_loss, decorrelation_term, jittered_mask_evals
+from niso_geom.niso.losses import l1, multiplicity_loss, niso_objective, niso_pair_loss, solve_edges
+from niso_geom.niso.operator import LearnedOperator, OperatorState, project, unproject
 
 F64 = torch.float64
 
@@ -108,53 +102,86 @@ def test_pair_loss_matches_manual_formula() -> None:
     g = torch.Generator().manual_seed(2)
     z0 = torch.randn(3, 12, 4, generator=g, dtype=F64)
     tz0 = torch.randn(3, 12, 4, generator=g, dtype=F64)
-    terms, tau = niso_pair_loss(state, z0, tz0, beta=0.25, return_tau=True)
-    assert set(terms) == {"loss", "recon", "mult"}
+    out = niso_objective(state, [z0, tz0], beta=0.25)
+    terms, tau = out.terms, out.tau
+    assert set(terms) == {"loss", "recon", "equiv", "mult"}
     assert torch.allclose(tau, iso_solve(state, z0, tz0))
+    assert terms.keys() == niso_pair_loss(state, z0, tz0).keys()
     phi, m = state.phi, state.mass[:, None]
     tz0_p = phi @ tau @ phi.mT @ (m * z0)
     z0_p = phi @ tau.mT @ phi.mT @ (m * tz0)
     recon = (z0 - z0_p).abs().mean() + (tz0 - tz0_p).abs().mean()
     assert torch.allclose(terms["recon"], recon)
     assert torch.allclose(terms["loss"], recon + 0.25 * multiplicity_loss(state.evals))
+    assert not terms["equiv"].requires_grad  # reported, not trained, at α = 0
 
 
-def test_equivariance_loss() -> None:
-    state = _torus_state(4, 4)
-    z0, tz0 = _shift_pairs(4, 4, b=3, c=20, seed=3)
-    tau = iso_solve(state, z0, tz0, mask=False)
-    assert equivariance_loss(spectral_pair(state, tau, z0, tz0)) < 1e-10
-    wrong = torch.eye(16, dtype=F64).expand(3, 16, 16)
-    pair = spectral_pair(state, wrong, z0, tz0)
-    expected = (pair.tz0_b - pair.z0_b).abs().mean() * 2  # τ = I: both directions compare z0_b and tz0_b
-    assert torch.allclose(equivariance_loss(pair), expected) and expected > 0.1
-
-
-def test_reconstruction_loss_with_decoder_and_dropout() -> None:
-    state = _torus_state(4, 4)
-    z0, tz0 = _shift_pairs(4, 4, b=3, c=20, seed=4)
-    tau = iso_solve(state, z0, tz0, mask=False)
-    pair = spectral_pair(state, tau, z0, tz0)
+def test_objective_with_alpha_decoder_and_dropout_is_the_paper_equation() -> None:
+    """recon = L1(x0, D(Φ keep(τᵀ ẑ1))) + L1(x1, D(Φ keep(τ ẑ0))), equiv = L1(ẑ1, τ ẑ0) + L1(ẑ0, τᵀ ẑ1),
+    loss = recon + α equiv + β mult; one decoder call for both directions."""
+    state = LearnedOperator(12, 8, eigenvalue_param="cumsum", generator=torch.Generator().manual_seed(3),
+                            dtype=F64)()
+    g = torch.Generator().manual_seed(4)
+    z0, z1 = torch.randn(2, 3, 12, 5, generator=g, dtype=F64)
+    x0, x1 = torch.randn(2, 3, 12, 2, generator=g, dtype=F64)
+    lin = torch.randn(5, 2, generator=g, dtype=F64)
     calls = []
 
     def decoder(z: torch.Tensor) -> torch.Tensor:
-        calls.append(z.shape)
-        return 2.0 * z + 1.0
+        calls.append(tuple(z.shape))
+        return torch.tanh(z @ lin)
 
-    loss = reconstruction_loss(state, pair, (2 * z0 + 1, 2 * tz0 + 1), decoder=decoder)
-    assert loss < 1e-10 and calls == [(6, 16, 20)]
-    full = reconstruction_loss(state, pair, (z0, tz0))
-    assert torch.allclose(reconstruction_loss(state, pair, (z0, tz0), keep=16), full)
-    dropped = reconstruction_loss(state, pair, (z0, tz0), keep=4)
-    manual = (z0 - unproject(state, pair.z0_p[:, :4])).abs().mean() + \
-        (tz0 - unproject(state, pair.tz0_p[:, :4])).abs().mean()
-    assert torch.allclose(dropped, manual) and dropped > 0.1
-    # a per-sample keep is shared by both directions of a pair
+    keep = torch.tensor([2, 8, 5])
+    out = niso_objective(state, [z0, z1], [x0, x1], alpha=0.7, beta=0.3, decoder=decoder, keep=keep)
+    assert calls == [(6, 12, 5)]
+    c0, c1 = project(state, z0), project(state, z1)
+    tau = out.tau
+    rows = (torch.arange(8)[None, :] < keep[:, None]).to(F64)[..., None]  # (B, K, 1)
+    x0_rec = decoder(unproject(state, rows * (tau.mT @ c1)))
+    x1_rec = decoder(unproject(state, rows * (tau @ c0)))
+    recon = l1(x0, x0_rec) + l1(x1, x1_rec)
+    equiv = l1(c1, tau @ c0) + l1(c0, tau.mT @ c1)
+    torch.testing.assert_close(out.terms["recon"], recon)
+    torch.testing.assert_close(out.terms["equiv"], equiv)
+    torch.testing.assert_close(out.terms["loss"], recon + 0.7 * equiv + 0.3 * multiplicity_loss(state.evals))
+
+
+def test_exact_maps_have_zero_equivariance_and_the_identity_map_does_not() -> None:
+    state = _torus_state(4, 4)
+    z0, tz0 = _shift_pairs(4, 4, b=3, c=20, seed=3)
+    assert niso_objective(state, [z0, tz0], mask=False).terms["equiv"] < 1e-10
+    same = niso_objective(state, [z0, z0], mask=False).terms
+    assert same["equiv"] < 1e-10 and same["recon"] < 1e-10
+    c0, c1 = project(state, z0), project(state, tz0)
+    identity_equiv = 2 * l1(c1, c0)  # what τ = I would leave
+    assert identity_equiv > 0.1
+
+
+def test_triplets_use_the_composed_map_on_the_chain_edge() -> None:
+    state = _torus_state(4, 4, scale=100.0)
+    z0, z1 = _shift_pairs(4, 4, b=2, c=20, seed=6)
+    z2 = z1.reshape(2, 4, 4, 20).roll(1, dims=2).reshape(z1.shape)
+    out = niso_objective(state, [z0, z1, z2], topology="triplet", alpha=1.0)
+    (i0, j0, t01), (i1, j1, t12), (i2, j2, t02) = out.edges
+    assert [(i0, j0), (i1, j1), (i2, j2)] == [(0, 1), (1, 2), (0, 2)]
+    torch.testing.assert_close(t02, t12 @ t01)
+    assert out.terms["recon"] < 1e-8 and out.terms["equiv"] < 1e-8
+    with pytest.raises(ValueError, match="a triplet has 3 views"):
+        solve_edges(out.coeffs[:2], None, "triplet")
+    with pytest.raises(ValueError, match="targets"):
+        niso_objective(state, [z0, z1], [z0])
+
+
+def test_spectral_dropout_truncates_each_sample_for_both_directions() -> None:
+    state = _torus_state(4, 4)
+    z0, tz0 = _shift_pairs(4, 4, b=3, c=20, seed=4)
+    full = niso_objective(state, [z0, tz0], mask=False).terms["recon"]
+    assert torch.allclose(niso_objective(state, [z0, tz0], mask=False, keep=16).terms["recon"], full)
     keep = torch.tensor([2, 16, 9])
-    per = reconstruction_loss(state, pair, (z0, tz0), keep=keep)
-    parts = [reconstruction_loss(state, type(pair)(*(t[i:i + 1] for t in pair)), (z0[i:i + 1], tz0[i:i + 1]),
-                                 keep=int(keep[i])) for i in range(3)]
-    assert torch.allclose(per, sum(parts) / 3)
+    per = niso_objective(state, [z0, tz0], mask=False, keep=keep).terms["recon"]
+    parts = [niso_objective(state, [z0[i:i + 1], tz0[i:i + 1]], mask=False, keep=int(keep[i])).terms["recon"]
+             for i in range(3)]
+    assert torch.allclose(per, sum(parts) / 3) and per > full + 0.1
 
 
 def test_pair_loss_backward_finite_with_few_channels() -> None:
@@ -184,13 +211,14 @@ def test_mask_jitter_prefers_the_basis_of_irreducible_pairs() -> None:
     mixed = OperatorState(phi=mixed_phi, evals=pure.evals, mass=pure.mass)
     z0, tz0 = _shift_pairs(4, 4, b=64, c=16, seed=4)
     zero = torch.zeros(64, 16, dtype=F64)
-    assert torch.allclose(niso_pair_loss(pure, z0, tz0, mask_jitter=zero)["loss"],
+    assert torch.allclose(niso_objective(pure, [z0, tz0], mask_evals=jittered_mask_evals(pure.evals, zero)).terms["loss"],
                           niso_pair_loss(pure, z0, tz0)["loss"])
     jitter = 0.5 * torch.randn(64, 16, generator=g, dtype=F64)
     losses = {}
     for name, state in (("pure", pure), ("mixed", mixed)):
         assert niso_pair_loss(state, z0, tz0)["recon"] < 1e-8
-        losses[name] = float(niso_pair_loss(state, z0, tz0, mask_jitter=jitter)["recon"])
+        losses[name] = float(niso_objective(state, [z0, tz0],
+                                            mask_evals=jittered_mask_evals(state.evals, jitter)).terms["recon"])
     assert 0 < losses["pure"] < 0.8 * losses["mixed"], losses
 
 
@@ -234,13 +262,11 @@ def test_decorrelation_term_prefers_unmixed_shells_and_is_off_by_default() -> No
     mixed = OperatorState(phi=mixed_phi, evals=state.evals, mass=state.mass)
     base = niso_pair_loss(state, z0, tz0)
     assert "decor" not in base
-    on = {name: niso_pair_loss(s, z0, tz0, decorrelation=1.0, mask=False)
+    on = {name: decorrelation_term(s, [project(s, z0), project(s, tz0)], mask=False)
           for name, s in (("pure", state), ("mixed", mixed))}
-    assert on["pure"]["decor"] < 0.2 * on["mixed"]["decor"], (on["pure"]["decor"], on["mixed"]["decor"])
+    assert on["pure"] < 0.2 * on["mixed"], (on["pure"], on["mixed"])
     # the moment path (Φᵀ M Σ M Φ) with Σ = the batch's own second moments is the batch path
     zz = torch.cat([z0, tz0]).transpose(0, 1).flatten(1)  # (N, 2B·C)
     sigma = zz @ zz.T / zz.shape[1]
-    via = niso_pair_loss(mixed, z0, tz0, decorrelation=1.0, mask=False, signal_moment=sigma)
-    assert via["decor"].item() == pytest.approx(on["mixed"]["decor"].item(), rel=1e-9)
-    assert on["pure"]["loss"].item() == pytest.approx((on["pure"]["recon"] + 0.5 * on["pure"]["mult"]
-                                                       + on["pure"]["decor"]).item(), rel=1e-12)
+    via = decorrelation_term(mixed, [project(mixed, z0), project(mixed, tz0)], mask=False, signal_moment=sigma)
+    assert via.item() == pytest.approx(on["mixed"].item(), rel=1e-9)

@@ -13,13 +13,14 @@ import torch
 
 from niso_geom.niso.losses import niso_pair_loss
 from niso_geom.niso.operator import LearnedOperator, dense_operator, sample_truncation
-from niso_geom.niso.training import (
+from niso_geom.train import (
     GradientAccumulator,
     WarmupCosine,
     latest_checkpoint,
     load_checkpoint,
     make_optimizer,
     make_scheduler,
+    read_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -257,7 +258,7 @@ def test_checkpoint_is_atomic_and_weights_only(tmp_path: Path, monkeypatch: pyte
     op, opt, sched = _fresh(0)
     path = save_checkpoint(tmp_path / "step.pt", op, opt, sched, step=1)
     before = path.read_bytes()
-    payload = torch.load(path, weights_only=True)
+    payload = read_checkpoint(path)
     assert payload["step"] == 1 and set(payload["model"]) == {"mass_raw", "phi_raw", "evals_raw"}
 
     def broken_save(*args, **kwargs):

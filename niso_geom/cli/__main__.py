@@ -1,0 +1,5 @@
+"""``python -m niso_geom.cli``: the ``niso`` command."""
+
+from niso_geom.cli import main
+
+raise SystemExit(main())

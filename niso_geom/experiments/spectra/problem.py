@@ -1,0 +1,123 @@
+"""The problem of a spectra run: a domain with its ground truth, a pair sampler and its group.
+
+* ``torus``  — TorusGrid with the paper's 9-point stencil, circular shifts; ground truth the exact
+  Fourier eigenbasis (K = N = 256 at 16×16, the paper's full-rank setting);
+* ``sphere`` — the paper's Driscoll–Healy 16×16 grid (or an equiangular grid), random SO(3)
+  rotations; ground truth real spherical harmonics, K = 64 = degrees 0..7;
+* ``mesh``   — an icosphere, rotations of the ambient sphere; ground truth its cotan eigenbasis,
+  grouped in blocks of 2l+1; generators the icosahedral rotations (vertex permutations).
+
+Signals: band-limited random fields with a natural-image power law (default) or MNIST digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import cKDTree
+
+from niso_geom.data.mnist import load_mnist
+from niso_geom.data.signals import SpherePairs, TorusPairs, block_wigner
+from niso_geom.domains import SphereGrid, TorusGrid, TriMesh
+from niso_geom.experiments.spectra.config import SpectraConfig
+from niso_geom.harmonics.sphere import lmax_for, num_harmonics
+from niso_geom.spectral.eigenbasis import Eigenbasis
+
+__all__ = ["Problem", "build_problem"]
+
+
+@dataclass
+class Problem:
+    """A domain with its ground truth, a pair sampler and the group's generators."""
+
+    domain: Any
+    truth: Eigenbasis
+    spaces: list
+    sampler: Any
+    generators: list
+    sphere: dict | None = None  # for the Wigner-D match
+    reference_mass: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _mnist_images(data_root: str | None, n: int = 5000) -> np.ndarray:
+    x, _ = load_mnist("train", data_root)
+    return np.asarray(x[:n], dtype=np.float64).reshape(-1, 28, 28)
+
+
+def _rotation_operator(harmonics: np.ndarray, lmax: int, weights: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Dense band-limited rotation operator Y D(R) Yᵀ W (N,N)."""
+    return harmonics @ block_wigner(lmax, R) @ (harmonics.T * weights[None, :])
+
+
+def _axis_rotation(axis: int, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    R = np.eye(3)
+    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
+    return R
+
+
+def _vertex_permutation(points: np.ndarray, R: np.ndarray) -> Any:
+    """Permutation matrix P with (P f)(v) = f(Rᵀ v) when R maps the vertex set onto itself."""
+    d, idx = cKDTree(points).query(points @ R)  # source vertex of each target: Rᵀ v
+    if d.max() > 1e-6:
+        raise ValueError("rotation does not map the vertex set onto itself")
+    n = len(points)
+    return sp.csr_matrix((np.ones(n), (np.arange(n), idx)), shape=(n, n))
+
+
+def build_problem(cfg: SpectraConfig, data_root: str | None = None) -> Problem:
+    """The domain of ``cfg``, its ground truth, the pair sampler and the group's generators."""
+    images = _mnist_images(data_root) if cfg.signals == "mnist" else None
+    if cfg.domain == "torus":
+        dom = TorusGrid(cfg.res, cfg.res, stencil="9pt")
+        if cfg.k > dom.n:
+            raise ValueError(f"k={cfg.k} exceeds the {dom.n} grid points")
+        truth = dom.analytic_eigenbasis()
+        sampler = TorusPairs(cfg.res, cfg.res, cfg.channels, alpha=cfg.alpha, images=images)
+        return Problem(dom, truth, truth.eigenspaces(), sampler, dom.generators())
+    if cfg.domain == "sphere":
+        if cfg.grid == "dh":
+            if cfg.res % 2:
+                raise ValueError(f"a Driscoll–Healy grid has an even number of rows, got res={cfg.res}")
+            dom = SphereGrid.driscoll_healy(cfg.res // 2)
+        elif cfg.grid == "equiangular":
+            dom = SphereGrid.equiangular(cfg.res, 2 * cfg.res, poles=False)
+        else:
+            raise ValueError(f"sphere grid must be 'dh' or 'equiangular', got {cfg.grid!r}")
+        L = lmax_for(cfg.k)
+        if num_harmonics(L) != cfg.k:
+            raise ValueError(f"on the sphere k must be a square (full degrees), got {cfg.k}")
+        lt = dom.bandlimit
+        truth = dom.analytic_eigenbasis(num_harmonics(lt))
+        sampler = SpherePairs(dom.points, cfg.channels, lmax=cfg.lmax, alpha=cfg.alpha, images=images)
+        Y = dom.harmonics(lt)
+        gens = [_rotation_operator(Y, lt, dom.mass, _axis_rotation(a, np.pi / 8)) for a in range(3)]
+        return Problem(dom, truth, truth.eigenspaces(), sampler, gens,
+                       sphere={"degrees": np.arange(lt + 1), "harmonics": Y})
+    if cfg.domain == "mesh":
+        dom = TriMesh.icosphere(cfg.res)
+        L = lmax_for(cfg.k)
+        n_truth = min(dom.n, (L + 2) ** 2)
+        truth = dom.eigenbasis(n_truth, cache=False)
+        sizes = [2 * l + 1 for l in range(L + 2)]
+        starts = np.cumsum([0] + sizes)
+        spaces = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:]) if b <= n_truth]
+        sampler = SpherePairs(dom.points, cfg.channels, lmax=cfg.lmax, alpha=cfg.alpha, images=images)
+        # icosahedral symmetries map the icosphere's vertices onto themselves: exact permutations
+        v0 = dom.points[0] / np.linalg.norm(dom.points[0])
+        f0 = dom.points[[0, 11, 5]].mean(0)  # centre of an original icosahedron face (first 12 vertices)
+        gens = [_vertex_permutation(dom.points, _rotation_about(v0, 2 * np.pi / 5)),
+                _vertex_permutation(dom.points, _rotation_about(f0 / np.linalg.norm(f0), 2 * np.pi / 3))]
+        return Problem(dom, truth, spaces, sampler, gens, reference_mass=dom.mass)
+    raise ValueError(f"domain must be torus, sphere or mesh, got {cfg.domain!r}")
+
+
+def _rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    Kx = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return np.eye(3) + np.sin(angle) * Kx + (1 - np.cos(angle)) * Kx @ Kx
