@@ -191,12 +191,15 @@ class TriMesh(Domain):
         """Every element of the symmetry group: rotations (G, 3, 3) and vertex sources (G, N), identity
         first (closed exactly on the permutations; G = 60 for an icosphere)."""
         rotations = self.generator_rotations()
-        return close_rotation_group(rotations, [self.vertex_source(R) for R in rotations])
+        group = close_rotation_group(rotations, [self.vertex_source(R) for R in rotations])
+        for a in group:
+            a.setflags(write=False)
+        return group
 
     def sample_transform(self, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
         """A uniformly random element of the symmetry group as a rotation (3, 3); with ``size``, (size, 3, 3)."""
         rotations = self.symmetry_group[0]
-        return rotations[rng.integers(len(rotations), size=size)]
+        return rotations[rng.integers(len(rotations), size=size)].copy()
 
     def transform(self, x: np.ndarray, R: np.ndarray) -> np.ndarray:
         """Signals (N,) or (..., N, C) rotated by a symmetry R: (R·f)(v) = f(Rᵀv), an exact permutation."""

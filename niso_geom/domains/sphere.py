@@ -14,8 +14,15 @@ from niso_geom.domains.base import Domain
 from niso_geom.geometry import quadrature
 from niso_geom.geometry.rotations import axis_rotation
 from niso_geom.geometry.stencils import latlon_stiffness
-from niso_geom.harmonics.sphere import (angles_to_xyz, lmax_for, num_harmonics, real_sph_harm_angles,
-                                        sh_degrees, sh_eigenvalues, xyz_to_angles)
+from niso_geom.harmonics.sphere import (
+    angles_to_xyz,
+    lmax_for,
+    num_harmonics,
+    real_sph_harm_angles,
+    sh_degrees,
+    sh_eigenvalues,
+    xyz_to_angles,
+)
 from niso_geom.harmonics.wigner import random_rotation, wigner_D, wigner_D_all
 from niso_geom.spectral.eigenbasis import Eigenbasis
 

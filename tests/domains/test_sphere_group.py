@@ -6,7 +6,7 @@ import pytest
 from niso_geom import SphereGrid
 from niso_geom.geometry.rotations import axis_rotation
 from niso_geom.harmonics.sphere import real_sph_harm, sh_eigenvalues
-from niso_geom.harmonics.wigner import random_rotation
+from niso_geom.harmonics.wigner import random_rotation, wigner_D_all
 
 GRIDS = {
     "driscoll-healy": lambda: SphereGrid.driscoll_healy(6),
@@ -62,3 +62,12 @@ def test_sphere_sample_transform_is_the_haar_sampler():
     np.testing.assert_array_equal(g.sample_transform(np.random.default_rng(3), size=4),
                                   random_rotation(np.random.default_rng(3), size=4))
     assert g.sample_transform(np.random.default_rng(0)).shape == (3, 3)
+
+
+def test_sphere_generators_keep_their_floating_point_path():
+    """The spectra experiment's figures depend on these exact numbers: Y D(R) Yᵀ W in this order."""
+    g = SphereGrid.driscoll_healy(4)
+    Y = g.harmonics(g.bandlimit)
+    for axis, G in enumerate(g.generators()):
+        D = wigner_D_all(g.bandlimit, axis_rotation(axis, np.pi / 8))
+        np.testing.assert_array_equal(G, Y @ D @ (Y.T * g.mass[None, :]))
