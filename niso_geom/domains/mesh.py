@@ -202,7 +202,8 @@ class TriMesh(Domain):
         return rotations[rng.integers(len(rotations), size=size)].copy()
 
     def transform(self, x: np.ndarray, R: np.ndarray) -> np.ndarray:
-        """Signals (N,) or (..., N, C) rotated by a symmetry R: (R·f)(v) = f(Rᵀv), an exact permutation."""
+        """Signals (N,) or (..., N, C) rotated by a symmetry R about the centroid c: (R·f)(v) = f(c + Rᵀ(v − c)),
+        an exact permutation of the values (:meth:`vertex_permutation`)."""
         x = np.asarray(x)
         if x.ndim == 0 or x.shape[0 if x.ndim == 1 else -2] != self.n:
             raise ValueError(f"expected signals ({self.n},) or (..., {self.n}, C) on {self.name}, got shape {x.shape}")
