@@ -25,3 +25,12 @@ class NoAnalyticBasisError(NisoGeomError, NotImplementedError):
 
 class RunDirError(NisoGeomError, ValueError):
     """A run directory cannot be resumed (different configuration, missing checkpoint, ...)."""
+
+
+class NoSymmetryGroupError(NisoGeomError, NotImplementedError):
+    """The domain has no known symmetry group (no sample_transform / transform / generators)."""
+
+
+class NotASymmetryError(NisoGeomError, ValueError):
+    """A transformation does not map the domain onto itself (e.g. a rotation that moves mesh vertices
+    off the vertex set); the message names the worst point and its distance."""

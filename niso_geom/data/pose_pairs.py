@@ -29,25 +29,19 @@ import numpy as np
 import torch
 
 from niso_geom.data.signals import sh_power, torus_random_fields
+from niso_geom.domains.sphere import SphereGrid
+from niso_geom.geometry.rotations import rotation_about
 from niso_geom.harmonics.sphere import num_harmonics, real_sph_harm
 from niso_geom.harmonics.wigner import random_rotation
 
-__all__ = ["axis_angle_rotations", "sample_rotations", "CapBank", "PosePairs", "SIGNAL_KINDS", "ROTATION_KINDS"]
+__all__ = ["ROTATION_KINDS", "SIGNAL_KINDS", "CapBank", "PosePairs", "axis_angle_rotations", "sample_rotations"]
 
 SIGNAL_KINDS = ("fields", "cap")
 ROTATION_KINDS = ("haar", "camera")
 
 
-def axis_angle_rotations(axes: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Rodrigues: unit axes (n, 3) and angles (n,) (radians) -> rotations (n, 3, 3)."""
-    axes = np.asarray(axes, dtype=np.float64)
-    axes = axes / np.linalg.norm(axes, axis=-1, keepdims=True)
-    angles = np.asarray(angles, dtype=np.float64)
-    x, y, z = axes[..., 0], axes[..., 1], axes[..., 2]
-    zero = np.zeros_like(x)
-    K = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
-    s, c = np.sin(angles)[..., None, None], np.cos(angles)[..., None, None]
-    return np.eye(3) + s * K + (1.0 - c) * (K @ K)
+#: Rodrigues rotations, axes (n, 3) and angles (n,) → (n, 3, 3); the geometry core's :func:`rotation_about`.
+axis_angle_rotations = rotation_about
 
 
 def sample_rotations(n: int, rng: np.random.Generator, kind: str = "haar", max_angle_deg: float = 45.0) -> np.ndarray:
@@ -59,7 +53,7 @@ def sample_rotations(n: int, rng: np.random.Generator, kind: str = "haar", max_a
             raise ValueError(f"max_angle must be in (0, 180] degrees, got {max_angle_deg}")
         axes = rng.standard_normal((n, 3))
         angles = rng.uniform(0.0, np.radians(max_angle_deg), n)
-        return axis_angle_rotations(axes, angles)
+        return rotation_about(axes, angles)
     raise ValueError(f"rotations must be one of {ROTATION_KINDS}, got {kind!r}")
 
 
@@ -101,8 +95,6 @@ class CapBank:
     quad_nlat: int = 48
 
     def __post_init__(self) -> None:
-        from niso_geom.domains.sphere import SphereGrid
-
         if not 0.0 < self.radius_deg < 90.0:
             raise ValueError(f"cap radius must be in (0, 90) degrees for a gnomonic view, got {self.radius_deg}")
         if self.size < 1:

@@ -18,7 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.ndimage as ndi
 
+from niso_geom.domains.sphere import SphereGrid
+from niso_geom.domains.torus import TorusGrid
 from niso_geom.harmonics.sphere import real_sph_harm, sh_degrees
 from niso_geom.harmonics.wigner import random_rotation, wigner_D_all
 
@@ -43,9 +46,7 @@ def torus_random_fields(h: int, w: int, n: int, rng: np.random.Generator, *, alp
 
 def resize_images(images: np.ndarray, h: int, w: int) -> np.ndarray:
     """Area-average (box) resize of (n, H, W) images to (n, h, w) (bilinear when enlarging)."""
-    import scipy.ndimage as ndi
-
-    n, H, W = images.shape
+    _, H, W = images.shape
     if (H, W) == (h, w):
         return images.astype(np.float64)
     return np.stack([ndi.zoom(im.astype(np.float64), (h / H, w / W), order=1, grid_mode=True, mode="grid-constant")
@@ -56,8 +57,10 @@ def resize_images(images: np.ndarray, h: int, w: int) -> np.ndarray:
 class TorusPairs:
     """Pairs of torus signals related by random circular shifts (one shift per sample).
 
-    ``source``: "random" (power-law fields) or an array of images (M, H, W) (e.g. MNIST) from
-    which each channel draws a digit resized to the grid, scaled to [−1, 1].
+    Signals are power-law random fields, or (with ``images`` (M, H, W), e.g. MNIST) digits resized
+    to the grid and scaled to [−1, 1], one drawn per channel. The shifts are the torus's group:
+    drawn by :meth:`TorusGrid.sample_transform` and applied by :meth:`TorusGrid.shift_grid` of
+    :attr:`grid`.
     """
 
     h: int
@@ -68,6 +71,7 @@ class TorusPairs:
     images: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        self.grid = TorusGrid(self.h, self.w)
         if self.images is not None:
             self._bank = 2.0 * resize_images(self.images, self.h, self.w) - 1.0
 
@@ -79,9 +83,9 @@ class TorusPairs:
         else:
             x = self._bank[rng.integers(len(self._bank), size=batch * self.channels)].reshape(batch * self.channels, -1)
         x = x.reshape(batch, self.channels, self.h, self.w)
-        shifts = np.stack([rng.integers(self.h, size=batch), rng.integers(self.w, size=batch)], 1)
-        tx = np.stack([np.roll(x[b], tuple(shifts[b]), axis=(-2, -1)) for b in range(batch)])
-        flat = lambda a: a.reshape(batch, self.channels, -1).transpose(0, 2, 1)  # noqa: E731
+        shifts = self.grid.sample_transform(rng, size=batch)
+        tx = np.stack([self.grid.shift_grid(x[b], *shifts[b]) for b in range(batch)])
+        flat = lambda a: a.reshape(batch, self.channels, -1).transpose(0, 2, 1)
         return flat(x), flat(tx), shifts
 
 
@@ -98,7 +102,7 @@ def block_wigner(lmax: int, R: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SpherePairs:
-    """Pairs of signals at points on the unit sphere related by random rotations.
+    """Pairs of signals at points on the unit sphere related by random (Haar) rotations.
 
     With ``source="random"``: f = Σ c_lm Y_lm, c ~ N(0, (l+1)^−α) up to ``lmax``; Tf = f(Rᵀ·)
     is evaluated exactly through D(R) c. With ``images`` (M, H, W): each channel is a digit
@@ -121,8 +125,6 @@ class SpherePairs:
             self._Y = real_sph_harm(self.lmax, self.points)  # (N, (L+1)²)
             self._std = np.sqrt(sh_power(self.lmax, self.alpha))
         else:
-            from niso_geom.domains.sphere import SphereGrid
-
             self._canvas = SphereGrid.equiangular(self.image_res[0], self.image_res[1], poles=False)
             self._bank = resize_images(self.images, self.image_res[0] // 2, self.image_res[0] // 2)
 

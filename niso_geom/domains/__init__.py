@@ -5,4 +5,4 @@ from niso_geom.domains.mesh import TriMesh
 from niso_geom.domains.sphere import SphereGrid
 from niso_geom.domains.torus import TorusGrid
 
-__all__ = ["Domain", "TorusGrid", "SphereGrid", "TriMesh"]
+__all__ = ["Domain", "SphereGrid", "TorusGrid", "TriMesh"]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from niso_geom.errors import NoAnalyticBasisError
+from niso_geom.errors import NoAnalyticBasisError, NoSymmetryGroupError
 from niso_geom.spectral.eigenbasis import Eigenbasis
 from niso_geom.spectral.solve import eigensolve
 
@@ -23,6 +23,12 @@ class Domain(ABC):
     Subclasses define ``points`` (N, D), ``mass`` (N,), ``stiffness`` (N, N) sparse and
     ``params()`` (the values that define the domain, used for cache keys and reports).
     Signals use the flat layout (..., N, C) or (N,).
+
+    A domain with a known symmetry group also offers :meth:`sample_transform`,
+    :meth:`transform` and :meth:`generators`; what a group element ``t`` is depends on the
+    domain (torus: a shift (di, dj); sphere grid: a rotation (3, 3); symmetric mesh: a
+    rotation (3, 3) mapping the vertex set onto itself). The base versions raise
+    :class:`~niso_geom.errors.NoSymmetryGroupError`.
     """
 
     kind: str = "domain"
@@ -73,6 +79,24 @@ class Domain(ABC):
     def analytic_eigenbasis(self, k: int) -> Eigenbasis:
         """Closed-form eigenpairs; raises :class:`NoAnalyticBasisError` where there are none."""
         raise NoAnalyticBasisError(f"{type(self).__name__} has no closed-form eigenbasis; use eigenbasis(k)")
+
+    # --- the symmetry group ----------------------------------------------------------------
+    def sample_transform(self, rng: np.random.Generator, size: int | None = None) -> Any:
+        """A random group element t (uniform or Haar); with ``size``, that many stacked along axis 0."""
+        raise self._no_group()
+
+    def transform(self, x: np.ndarray, t: Any) -> np.ndarray:
+        """Signals (N,) or (..., N, C) acted on by the group element t: (T f)(p) = f(t⁻¹ p)."""
+        raise self._no_group()
+
+    def generators(self) -> list[np.ndarray | sp.spmatrix]:
+        """Matrices (N, N), sparse or dense, of group elements acting on signals, that generate the
+        group (or, for a continuous group, a set whose commutant is the invariant operators)."""
+        raise self._no_group()
+
+    def _no_group(self) -> NoSymmetryGroupError:
+        return NoSymmetryGroupError(f"{self!r} has no known symmetry group: it offers no sample_transform, "
+                                    "transform or generators")
 
     def integrate(self, f: np.ndarray) -> np.ndarray:
         """∫ f over the domain with the mass as quadrature: (N, ...) → (...)."""

@@ -10,12 +10,15 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.spatial import cKDTree
 
 from niso_geom.cache import DiskCache, content_key
 from niso_geom.domains.base import Domain
-from niso_geom.geometry.generators import icosphere, torus_mesh
+from niso_geom.errors import NoSymmetryGroupError
+from niso_geom.geometry.generators import icosahedral_generators, icosphere, torus_mesh
 from niso_geom.geometry.laplacian import MeshOperators, mesh_operators
 from niso_geom.geometry.mesh_io import read_mesh, write_mesh
+from niso_geom.geometry.symmetry import close_rotation_group, permutation_matrix, point_permutation
 from niso_geom.geometry.validate import MeshReport, validate_mesh
 from niso_geom.spectral.eigenbasis import Eigenbasis
 from niso_geom.spectral.solve import eigensolve
@@ -23,6 +26,10 @@ from niso_geom.spectral.solve import eigensolve
 log = logging.getLogger(__name__)
 
 LaplacianKind = Literal["auto", "cotan", "robust"]
+MeshSymmetry = Literal["icosahedral"]
+
+#: Vertices may miss their image under a symmetry by this fraction of the mesh's RMS radius.
+SYMMETRY_RTOL = 1e-6
 
 
 class TriMesh(Domain):
@@ -39,6 +46,10 @@ class TriMesh(Domain):
     vertices : (N, 3).  faces : (F, 3) int.
     name : label for messages (the file name when loaded).
     laplacian : "auto" (cotan, robust if non-manifold), "cotan" or "robust".
+    symmetry : None (no known symmetry group) or "icosahedral": the vertices are laid out as
+        :func:`~niso_geom.geometry.generators.icosphere` lays them out (up to a similarity
+        transform), so the 60 icosahedral rotations about the vertex centroid permute them.
+        :meth:`icosphere` sets it; :meth:`transformed` keeps it.
 
     Examples
     --------
@@ -50,9 +61,12 @@ class TriMesh(Domain):
     kind = "mesh"
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, *, name: str = "mesh",
-                 laplacian: LaplacianKind = "auto"):
+                 laplacian: LaplacianKind = "auto", symmetry: MeshSymmetry | None = None):
         if laplacian not in ("auto", "cotan", "robust"):
             raise ValueError(f"laplacian must be 'auto', 'cotan' or 'robust', got {laplacian!r}")
+        if symmetry not in (None, "icosahedral"):
+            raise ValueError(f"symmetry must be None or 'icosahedral', got {symmetry!r}")
+        self.symmetry = symmetry
         self.name = name
         self.report: MeshReport = validate_mesh(vertices, faces, name=name)
         self.vertices = np.array(vertices, dtype=np.float64)
@@ -70,7 +84,9 @@ class TriMesh(Domain):
 
     @classmethod
     def icosphere(cls, level: int = 3, **kw) -> TriMesh:
+        """The unit icosphere (:func:`~niso_geom.geometry.generators.icosphere`), with its icosahedral symmetry."""
         V, F = icosphere(level)
+        kw.setdefault("symmetry", "icosahedral")
         return cls(V, F, name=kw.pop("name", f"icosphere({level})"), **kw)
 
     @classmethod
@@ -136,12 +152,70 @@ class TriMesh(Domain):
                   "laplacian_method": self.operators.method})
         return d
 
+    # --- the symmetry group: t = R, a rotation (3, 3) about the vertex centroid that permutes the vertices
+    @cached_property
+    def centroid(self) -> np.ndarray:
+        """(3,) mean of the vertices: every symmetry of the vertex set fixes it."""
+        return self.vertices.mean(0)
+
+    @cached_property
+    def _vertex_tree(self) -> cKDTree:
+        return cKDTree(self.vertices)
+
+    def vertex_source(self, R: np.ndarray) -> np.ndarray:
+        """Source indices (N,) of :meth:`vertex_permutation`: (P f)[r] = f[src[r]]."""
+        rms = float(np.sqrt(np.mean(np.sum((self.vertices - self.centroid) ** 2, axis=1))))
+        return point_permutation(self.vertices, R, centre=self.centroid, tol=SYMMETRY_RTOL * rms,
+                                 tree=self._vertex_tree, name=f"vertex set of {self.name}")
+
+    def vertex_permutation(self, R: np.ndarray) -> sp.csr_matrix:
+        """Permutation matrix P (N, N) with (P f)(v) = f(c + Rᵀ(v − c)), c the centroid (f(Rᵀv) for a
+        mesh centred at the origin), when the rotation R maps the vertex set onto itself; otherwise
+        :class:`~niso_geom.errors.NotASymmetryError` naming the vertex that misses most, and by how much."""
+        return permutation_matrix(self.vertex_source(R))
+
+    def generator_rotations(self) -> list[np.ndarray]:
+        """Rotations (3, 3) that generate the mesh's symmetry group (icosahedral: 2π/5 about vertex 0 and
+        2π/3 about the centre of the original face (0, 11, 5))."""
+        if self.symmetry is None:
+            raise NoSymmetryGroupError(f"{self!r} has no known symmetry group (a TriMesh built with "
+                                       "symmetry='icosahedral', e.g. TriMesh.icosphere(level), has one)")
+        return icosahedral_generators(self.vertices, self.centroid)
+
+    def generators(self) -> list[sp.csr_matrix]:
+        """The generator rotations as sparse vertex permutations (N, N) (:meth:`vertex_permutation`)."""
+        return [self.vertex_permutation(R) for R in self.generator_rotations()]
+
+    @cached_property
+    def symmetry_group(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every element of the symmetry group: rotations (G, 3, 3) and vertex sources (G, N), identity
+        first (closed exactly on the permutations; G = 60 for an icosphere)."""
+        rotations = self.generator_rotations()
+        group = close_rotation_group(rotations, [self.vertex_source(R) for R in rotations])
+        for a in group:
+            a.setflags(write=False)
+        return group
+
+    def sample_transform(self, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+        """A uniformly random element of the symmetry group as a rotation (3, 3); with ``size``, (size, 3, 3)."""
+        rotations = self.symmetry_group[0]
+        return rotations[rng.integers(len(rotations), size=size)].copy()
+
+    def transform(self, x: np.ndarray, R: np.ndarray) -> np.ndarray:
+        """Signals (N,) or (..., N, C) rotated by a symmetry R about the centroid c: (R·f)(v) = f(c + Rᵀ(v − c)),
+        an exact permutation of the values (:meth:`vertex_permutation`)."""
+        x = np.asarray(x)
+        if x.ndim == 0 or x.shape[0 if x.ndim == 1 else -2] != self.n:
+            raise ValueError(f"expected signals ({self.n},) or (..., {self.n}, C) on {self.name}, got shape {x.shape}")
+        src = self.vertex_source(R)
+        return x[src] if x.ndim == 1 else x[..., src, :]
+
     # --- rigid motions of the embedding ----------------------------------------------------
     def transformed(self, R: np.ndarray | None = None, t: np.ndarray | None = None, scale: float = 1.0) -> TriMesh:
-        """A copy with vertices scale·R·v + t (same faces)."""
+        """A copy with vertices scale·R·v + t (same faces, same declared symmetry)."""
         V = self.vertices * scale
         if R is not None:
             V = V @ np.asarray(R, dtype=np.float64).T
         if t is not None:
             V = V + np.asarray(t, dtype=np.float64)
-        return TriMesh(V, self.faces, name=self.name, laplacian=self.laplacian)
+        return TriMesh(V, self.faces, name=self.name, laplacian=self.laplacian, symmetry=self.symmetry)

@@ -12,10 +12,18 @@ import scipy.sparse.linalg as spla
 
 from niso_geom.domains.base import Domain
 from niso_geom.geometry import quadrature
+from niso_geom.geometry.rotations import axis_rotation
 from niso_geom.geometry.stencils import latlon_stiffness
-from niso_geom.harmonics.sphere import (angles_to_xyz, lmax_for, num_harmonics, real_sph_harm_angles,
-                                        sh_degrees, sh_eigenvalues, xyz_to_angles)
-from niso_geom.harmonics.wigner import random_rotation, wigner_D
+from niso_geom.harmonics.sphere import (
+    angles_to_xyz,
+    lmax_for,
+    num_harmonics,
+    real_sph_harm_angles,
+    sh_degrees,
+    sh_eigenvalues,
+    xyz_to_angles,
+)
+from niso_geom.harmonics.wigner import random_rotation, wigner_D, wigner_D_all
 from niso_geom.spectral.eigenbasis import Eigenbasis
 
 GridKind = Literal["equiangular", "equiangular-centred", "driscoll-healy", "gauss-legendre", "healpix"]
@@ -226,7 +234,7 @@ class SphereGrid(Domain):
 
     # --- rotations -----------------------------------------------------------------------
     def sh_coefficients(self, x: np.ndarray, lmax: int | None = None) -> np.ndarray:
-        """Quadrature SH transform: (N,) or (N, C) → ((lmax+1)²,) or ((lmax+1)², C)."""
+        """Quadrature SH transform: (N,) → ((lmax+1)²,), (..., N, C) → (..., (lmax+1)², C)."""
         lmax = self.bandlimit if lmax is None else int(lmax)
         Y = self.harmonics(lmax)
         x = np.asarray(x, dtype=np.float64)
@@ -234,7 +242,7 @@ class SphereGrid(Domain):
 
     def rotate(self, x: np.ndarray, R: np.ndarray, *, method: Literal["spectral", "resample"] = "spectral",
                lmax: int | None = None) -> np.ndarray:
-        """Rotate signals: (R·f)(p) = f(Rᵀ p), for x of shape (N,) or (N, C).
+        """Rotate signals: (R·f)(p) = f(Rᵀ p), for x of shape (N,) or (..., N, C) ((N,) or (N, C) to resample).
 
         ``"spectral"`` applies Wigner-D to the SH coefficients up to ``lmax`` (default the
         bandlimit): exact for band-limited signals. ``"resample"`` interpolates f at Rᵀp
@@ -246,7 +254,10 @@ class SphereGrid(Domain):
         if method == "spectral":
             lmax = self.bandlimit if lmax is None else int(lmax)
             c = self.sh_coefficients(x, lmax)
-            Dc = np.concatenate([wigner_D(l, R) @ c[l * l:(l + 1) ** 2] for l in range(lmax + 1)])
+            if c.ndim == 1:
+                Dc = np.concatenate([wigner_D(l, R) @ c[l * l:(l + 1) ** 2] for l in range(lmax + 1)])
+            else:
+                Dc = np.concatenate([wigner_D(l, R) @ c[..., l * l:(l + 1) ** 2, :] for l in range(lmax + 1)], -2)
             return self.harmonics(lmax) @ Dc
         if method == "resample":
             return self.interpolate(x, self.points @ R)  # rows: Rᵀ p
@@ -259,19 +270,37 @@ class SphereGrid(Domain):
         if self.shape is None:
             import healpy as hp
 
-            nside = self._params["nside"]
             cols = x[:, None] if x.ndim == 1 else x
             out = np.stack([hp.get_interp_val(cols[:, c], colat, lon) for c in range(cols.shape[1])], 1)
             return out[:, 0] if x.ndim == 1 else out
         return _latlon_bilinear(self.to_grid(x[:, None] if x.ndim == 1 else x), self.ring_colat,
                                 colat, lon, squeeze=x.ndim == 1)
 
-    def sample_transform(self, rng: np.random.Generator) -> np.ndarray:
-        """A Haar-random rotation (3, 3)."""
-        return random_rotation(rng)
+    # --- the rotation group: t = R, a rotation (3, 3) ------------------------------------
+    def sample_transform(self, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+        """A Haar-random rotation (3, 3); with ``size``, (size, 3, 3)."""
+        return random_rotation(rng, size=size)
 
     def transform(self, x: np.ndarray, R: np.ndarray) -> np.ndarray:
+        """Rotate signals (N,) or (..., N, C) by R: (R·f)(p) = f(Rᵀp), exactly on the band (:meth:`rotate`)."""
         return self.rotate(x, R)
+
+    def rotation_operator(self, R: np.ndarray, lmax: int | None = None) -> np.ndarray:
+        """Dense band-limited rotation operator Y D(R) Yᵀ W (N, N), Y the harmonics of degree ≤ lmax
+        (default the bandlimit) and W the quadrature mass: exactly f ↦ f(Rᵀ·) on signals of that band."""
+        lmax = self.bandlimit if lmax is None else int(lmax)
+        return self._rotation_operator(self.harmonics(lmax), lmax, R)
+
+    def _rotation_operator(self, Y: np.ndarray, lmax: int, R: np.ndarray) -> np.ndarray:
+        return Y @ wigner_D_all(lmax, R) @ (Y.T * self.mass[None, :])
+
+    def generators(self, lmax: int | None = None, angle: float = np.pi / 8) -> list[np.ndarray]:
+        """Band-limited rotation operators (:meth:`rotation_operator`, dense (N, N)) for rotations by
+        ``angle`` about the x, y and z axes. For angle π/8 they generate a dense subgroup of SO(3), so an
+        operator that commutes with all three commutes with every rotation on the band."""
+        lmax = self.bandlimit if lmax is None else int(lmax)
+        Y = self.harmonics(lmax)
+        return [self._rotation_operator(Y, lmax, axis_rotation(a, angle)) for a in range(3)]
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
@@ -285,7 +314,7 @@ def _latlon_bilinear(img: np.ndarray, ring_colat: np.ndarray, colat: np.ndarray,
                      squeeze: bool) -> np.ndarray:
     """Bilinear interpolation of (C, H, W) lat–lon images at (colat, lon), periodic in φ and
     continued across the poles (the ring beyond a pole is the first ring turned by π)."""
-    C, H, W = img.shape
+    _, H, W = img.shape
     dphi = 2.0 * np.pi / W
 
     def ring_values(r: np.ndarray, phi: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from niso_geom.domains.base import Domain
 from niso_geom.geometry.stencils import Stencil, check_stencil, torus_stiffness
+from niso_geom.geometry.symmetry import permutation_matrix
 from niso_geom.harmonics.torus import torus_fourier_basis
 from niso_geom.spectral.eigenbasis import Eigenbasis
 
@@ -83,7 +84,7 @@ class TorusGrid(Domain):
             raise ValueError(f"k must be in 1..{len(evals)}, got {k}")
         return Eigenbasis(evals[:k], evecs[:, :k], self.mass, {"method": "analytic", "freqs": freqs[:k]})
 
-    # --- the shift group -------------------------------------------------------------------
+    # --- the shift group: t = (di, dj), integers mod (h, w) ---------------------------------
     def to_grid(self, x: np.ndarray) -> np.ndarray:
         """(..., N, C) → (..., C, h, w)."""
         x = np.asarray(x)
@@ -94,30 +95,41 @@ class TorusGrid(Domain):
         x = np.moveaxis(np.asarray(x), -3, -1)
         return x.reshape(*x.shape[:-3], self.h * self.w, x.shape[-1])
 
+    def shift_grid(self, g: np.ndarray, di: int, dj: int) -> np.ndarray:
+        """Circular shift of images (..., h, w): out[..., i, j] = g[..., i − di, j − dj] (indices mod h, w).
+
+        The one place the shift is computed; :meth:`shift` and the pair samplers go through it.
+        """
+        g = np.asarray(g)
+        if g.shape[-2:] != (self.h, self.w):
+            raise ValueError(f"expected images (..., {self.h}, {self.w}), got shape {g.shape}")
+        return np.roll(g, (int(di), int(dj)), axis=(-2, -1))
+
     def shift(self, x: np.ndarray, di: int, dj: int) -> np.ndarray:
         """Circular shift of signals (N,) or (..., N, C): (Tx)[i, j] = x[i − di, j − dj]."""
         x = np.asarray(x)
-        squeeze = x.ndim == 1
-        if squeeze:
-            x = x[:, None]
-        g = x.reshape(*x.shape[:-2], self.h, self.w, x.shape[-1])
-        g = np.roll(g, (int(di), int(dj)), axis=(-3, -2))
-        out = g.reshape(x.shape)
-        return out[:, 0] if squeeze else out
+        if x.ndim == 0 or x.shape[0 if x.ndim == 1 else -2] != self.n:
+            raise ValueError(f"expected signals ({self.n},) or (..., {self.n}, C) on the {self.h}×{self.w} torus,"
+                             f" got shape {x.shape}")
+        if x.ndim == 1:
+            return self.shift_grid(x.reshape(self.h, self.w), di, dj).reshape(-1)
+        return self.to_flat(self.shift_grid(self.to_grid(x), di, dj))
 
-    def sample_transform(self, rng: np.random.Generator) -> tuple[int, int]:
-        """A uniformly random shift (di, dj)."""
-        return int(rng.integers(self.h)), int(rng.integers(self.w))
+    def sample_transform(self, rng: np.random.Generator, size: int | None = None) -> tuple[int, int] | np.ndarray:
+        """A uniformly random shift (di, dj); with ``size``, an int array (size, 2) (all row shifts are
+        drawn first, then all column shifts)."""
+        if size is None:
+            return int(rng.integers(self.h)), int(rng.integers(self.w))
+        return np.stack([rng.integers(self.h, size=size), rng.integers(self.w, size=size)], 1)
 
     def transform(self, x: np.ndarray, t: tuple[int, int]) -> np.ndarray:
+        """Shift signals (N,) or (..., N, C) by t = (di, dj): see :meth:`shift`."""
         return self.shift(x, *t)
 
     def shift_matrix(self, di: int, dj: int) -> sp.csr_matrix:
         """Permutation matrix P with P x = shift(x, di, dj)."""
-        idx = self.shift(np.arange(self.h * self.w), di, dj)  # row r takes source idx[r] = r − (di, dj)
-        n = self.h * self.w
-        return sp.csr_matrix((np.ones(n), (np.arange(n), idx)), shape=(n, n))
+        return permutation_matrix(self.shift(np.arange(self.n), di, dj))  # row r takes source r − (di, dj)
 
     def generators(self) -> list[sp.csr_matrix]:
-        """Unit shifts along each axis (the group's generators)."""
+        """Unit shifts along each axis (the group's generators): sparse (N, N) permutations."""
         return [self.shift_matrix(1, 0), self.shift_matrix(0, 1)]

@@ -1,8 +1,14 @@
-"""Mesh generators: icosphere and torus (closed, manifold, consistently oriented)."""
+"""Mesh generators: icosphere and torus (closed, manifold, consistently oriented), and the
+rotations generating the icosphere's symmetry group."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from niso_geom.geometry.rotations import rotation_about
+
+#: A face of the original icosahedron in :func:`icosphere`'s layout (its first 12 vertices).
+ICOSAHEDRON_FACE = (0, 11, 5)
 
 
 def icosphere(level: int = 3, radius: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -27,6 +33,22 @@ def icosphere(level: int = 3, radius: float = 1.0) -> tuple[np.ndarray, np.ndarr
                             np.stack([c, m[:, 2], m[:, 1]], 1), m])
         V = np.concatenate([V, mid])
     return V * radius, F
+
+
+def icosahedral_generators(vertices: np.ndarray, centre: np.ndarray | None = None) -> list[np.ndarray]:
+    """Two rotations (3, 3) generating the icosahedral rotation group (order 60) of an :func:`icosphere`.
+
+    2π/5 about vertex 0 and 2π/3 about the centre of the original face :data:`ICOSAHEDRON_FACE`,
+    both through ``centre`` (default the origin). ``vertices`` must keep :func:`icosphere`'s layout
+    (subdivision appends, so the first 12 are the icosahedron's) up to a similarity transform.
+    """
+    V = np.asarray(vertices, dtype=np.float64)
+    if V.ndim != 2 or V.shape[1] != 3 or len(V) < 12:
+        raise ValueError(f"an icosphere has at least 12 vertices (N, 3), got shape {V.shape}")
+    c = np.zeros(3) if centre is None else np.asarray(centre, dtype=np.float64)
+    vertex_axis = V[0] - c
+    face_axis = V[list(ICOSAHEDRON_FACE)].mean(0) - c
+    return [rotation_about(vertex_axis, 2 * np.pi / 5), rotation_about(face_axis, 2 * np.pi / 3)]
 
 
 def torus_mesh(n_major: int = 48, n_minor: int = 24, major: float = 1.0, minor: float = 0.4
