@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.spatial import cKDTree
 
 from niso_geom.data.mnist import load_mnist
-from niso_geom.data.signals import SpherePairs, TorusPairs, block_wigner
+from niso_geom.data.signals import SpherePairs, TorusPairs
 from niso_geom.domains import SphereGrid, TorusGrid, TriMesh
 from niso_geom.experiments.spectra.config import SpectraConfig
 from niso_geom.harmonics.sphere import lmax_for, num_harmonics
@@ -46,28 +44,6 @@ class Problem:
 def _mnist_images(data_root: str | None, n: int = 5000) -> np.ndarray:
     x, _ = load_mnist("train", data_root)
     return np.asarray(x[:n], dtype=np.float64).reshape(-1, 28, 28)
-
-
-def _rotation_operator(harmonics: np.ndarray, lmax: int, weights: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Dense band-limited rotation operator Y D(R) Yᵀ W (N,N)."""
-    return harmonics @ block_wigner(lmax, R) @ (harmonics.T * weights[None, :])
-
-
-def _axis_rotation(axis: int, angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    R = np.eye(3)
-    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
-    return R
-
-
-def _vertex_permutation(points: np.ndarray, R: np.ndarray) -> Any:
-    """Permutation matrix P with (P f)(v) = f(Rᵀ v) when R maps the vertex set onto itself."""
-    d, idx = cKDTree(points).query(points @ R)  # source vertex of each target: Rᵀ v
-    if d.max() > 1e-6:
-        raise ValueError("rotation does not map the vertex set onto itself")
-    n = len(points)
-    return sp.csr_matrix((np.ones(n), (np.arange(n), idx)), shape=(n, n))
 
 
 def build_problem(cfg: SpectraConfig, data_root: str | None = None) -> Problem:
@@ -96,8 +72,7 @@ def build_problem(cfg: SpectraConfig, data_root: str | None = None) -> Problem:
         truth = dom.analytic_eigenbasis(num_harmonics(lt))
         sampler = SpherePairs(dom.points, cfg.channels, lmax=cfg.lmax, alpha=cfg.alpha, images=images)
         Y = dom.harmonics(lt)
-        gens = [_rotation_operator(Y, lt, dom.mass, _axis_rotation(a, np.pi / 8)) for a in range(3)]
-        return Problem(dom, truth, truth.eigenspaces(), sampler, gens,
+        return Problem(dom, truth, truth.eigenspaces(), sampler, dom.generators(),
                        sphere={"degrees": np.arange(lt + 1), "harmonics": Y})
     if cfg.domain == "mesh":
         dom = TriMesh.icosphere(cfg.res)
@@ -109,15 +84,5 @@ def build_problem(cfg: SpectraConfig, data_root: str | None = None) -> Problem:
         spaces = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:]) if b <= n_truth]
         sampler = SpherePairs(dom.points, cfg.channels, lmax=cfg.lmax, alpha=cfg.alpha, images=images)
         # icosahedral symmetries map the icosphere's vertices onto themselves: exact permutations
-        v0 = dom.points[0] / np.linalg.norm(dom.points[0])
-        f0 = dom.points[[0, 11, 5]].mean(0)  # centre of an original icosahedron face (first 12 vertices)
-        gens = [_vertex_permutation(dom.points, _rotation_about(v0, 2 * np.pi / 5)),
-                _vertex_permutation(dom.points, _rotation_about(f0 / np.linalg.norm(f0), 2 * np.pi / 3))]
-        return Problem(dom, truth, spaces, sampler, gens, reference_mass=dom.mass)
+        return Problem(dom, truth, spaces, sampler, dom.generators(), reference_mass=dom.mass)
     raise ValueError(f"domain must be torus, sphere or mesh, got {cfg.domain!r}")
-
-
-def _rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
-    a = np.asarray(axis, float) / np.linalg.norm(axis)
-    Kx = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + np.sin(angle) * Kx + (1 - np.cos(angle)) * Kx @ Kx
