@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from niso_geom.cli._common import add_experiment_run_args, experiment_config, print_experiment_summary
+from niso_geom.cli._common import add_experiment_run_args, format_table, parse_overrides
+from niso_geom.errors import NisoGeomError
+from niso_geom.experiments.pose import (
+    METHODS,
+    PRESETS,
+    SUMMARY_HEADERS,
+    PoseConfig,
+    preset,
+    run,
+    summary_rows,
+)
+from niso_geom.threads import set_threads
+
+PRESET_HELP = ("tiny (seconds, smoke test) | cpu (isotropic fields, Haar rotations; 2 CPU cores, about 10-15 min; "
+               "default) | camera (caps, rotations <= 45°; cpu sizes) | paper (bigger grid, K and head, for a GPU)")
+
+
+class PoseArgumentError(NisoGeomError, ValueError):
+    """A command-line value of ``niso pose run`` out of range (the message names the flag)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from niso_geom.experiments.pose import METHODS, PRESETS
-
     p = sub.add_parser("pose", help="pose from τ: regress the rotation between two spherical signals from NIso's τ, "
                                     "the no-operator ablation and a raw-pair baseline")
     psub = p.add_subparsers(dest="pose_command", metavar="{run}")
@@ -19,29 +36,42 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Runs every method for every seed and writes config.json, metrics.jsonl, per-run checkpoints "
                     "and predictions, results.json, results.md and errors.png to --out. An interrupted run "
                     "resumes: finished method/seeds are skipped and training continues from its last checkpoint.")
-    r.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
-                   help="tiny (seconds, smoke test) | cpu (2 CPU cores, about 10-15 min; default) | "
-                        "paper (bigger grid, K and head, for a GPU)")
+    r.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help=PRESET_HELP)
     r.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
-    r.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
-                   help=f"methods to run (default: {', '.join(METHODS)})")
-    add_experiment_run_args(r, set_example="--set signals=cap rotations=camera", device_default="cpu",
-                            device_help="where the heads train (default cpu; auto: CUDA if available)", threads_default=1,
-                            threads_help="torch and NumPy BLAS threads (default 1: the small SVDs run fastest on one thread)")
+    r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=METHODS.choices(),
+                   metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
+                                          f"{METHODS.help_text()}")
+    add_experiment_run_args(r, set_example="--set signals=cap rotations=camera",
+                            device_help="where the operator and heads train (default auto: CUDA if available; "
+                                        "the small SVDs of τ run fastest on CPU, so --device cpu is often quicker)",
+                            threads_default=1,
+                            threads_help="torch and NumPy BLAS threads (default 1: the small SVDs run fastest on one "
+                                         "thread)")
     r.set_defaults(func=cmd_run)
 
 
+def run_config(args: argparse.Namespace) -> PoseConfig:
+    """Check --seeds/--threads, set the threads and return ``preset(--preset, **--set)``."""
+    if args.seeds < 1:
+        raise PoseArgumentError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise PoseArgumentError(f"--threads must be >= 1, got {args.threads}")
+        set_threads(args.threads)  # torch's and NumPy's BLAS
+    return preset(args.preset, **parse_overrides(args.overrides))  # PoseConfigError names the field
+
+
+def announce(rec: dict[str, Any]) -> None:
+    """One line per finished method/seed."""
+    print(f"{rec['method']} (seed {rec['seed']}): median {rec['median_deg']:.2f}°, mean {rec['mean_deg']:.2f}°, "
+          f"{rec['wall_seconds']:.0f} s", flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from niso_geom.experiments import pose
-
-    cfg = experiment_config(args, pose)
-
-    def announce(rec: dict) -> None:
-        print(f"{rec['method']} (seed {rec['seed']}): median {rec['median_deg']:.2f}°, mean {rec['mean_deg']:.2f}°, "
-              f"{rec['wall_seconds']:.0f} s", flush=True)
-
-    results, _ = pose.run(cfg, args.out, methods=args.methods, seeds=range(args.seeds), device=args.device,
-                          progress=not args.no_progress, resume=not args.no_resume, on_record=announce)
-    print_experiment_summary(pose.summary_rows(results), pose.SUMMARY_HEADERS, pose.targets(results),
-                             f"results.json, results.md and errors.png in {args.out}")
+    cfg = run_config(args)
+    results, _ = run(cfg, args.out, methods=args.methods, seeds=range(args.seeds), device=args.device,
+                     progress=not args.no_progress, resume=not args.no_resume, on_record=announce)
+    print()
+    print(format_table(summary_rows(results), SUMMARY_HEADERS))
+    print(f"\nresults.json, results.md and errors.png in {args.out}")
     return 0

@@ -93,7 +93,7 @@ def test_presets_overrides_and_validation():
     assert camera.digest() == pose.PRESETS["camera"].digest() != pose.PRESETS["cpu"].digest()
 
 
-def test_aggregate_and_targets():
+def test_aggregate_means_and_standard_errors_over_seeds():
     recs = [{"method": "niso", "seed": s, "median_deg": m, "mean_deg": m + 1, "wall_seconds": 2.0}
             for s, m in enumerate([10.0, 12.0])]
     recs.append({"method": "raw_pair", "seed": 0, "median_deg": 50.0, "mean_deg": 60.0, "wall_seconds": 1.0})
@@ -101,15 +101,35 @@ def test_aggregate_and_targets():
     n = res["methods"]["niso"]
     assert set(n) >= {"median_deg_mean", "median_deg_se", "mean_deg_mean", "seeds", "wall_seconds"}
     assert n["median_deg_mean"] == 11.0 and n["median_deg_se"] == pytest.approx(1.0) and n["seeds"] == [0, 1]
+    assert n["wall_seconds"] == 4.0
     assert res["methods"]["raw_pair"]["median_deg_se"] is None and "no_operator" not in res["methods"]
-    assert dict(pose.targets(res)) == {"NIso median < raw pair": True, "NIso median < no operator": None}
+    assert n["median_deg_mean"] < res["methods"]["raw_pair"]["median_deg_mean"]
+
+
+def test_methods_registry_and_named_errors(tmp_path, capsys, monkeypatch):
+    assert pose.METHODS.defaults() == ("niso", "no_operator", "raw_pair")
+    with pytest.raises(ValueError, match="unknown method 'nope'.*niso, no_operator, raw_pair"):
+        pose.run(pose.PRESETS["tiny"], tmp_path / "x", methods=["nope"])
+    with pytest.raises(SystemExit):  # argparse: --methods choices come from the registry
+        main(["pose", "run", "--preset", "tiny", "--out", str(tmp_path / "x"), "--methods", "nope"])
+    # bad config values and a missing GPU: one "niso: error:" line naming the field / device, exit 2
+    capsys.readouterr()
+    assert main(["pose", "run", "--preset", "tiny", "--out", str(tmp_path / "x"), "--set", "rep=7d"]) == 2
+    assert capsys.readouterr().err.strip() == "niso: error: rep must be one of ('9d', '6d'), got '7d'"
+    assert main(["pose", "run", "--preset", "tiny", "--out", str(tmp_path / "x"), "--set", "k=big"]) == 2
+    assert "niso: error: pose config:" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["pose", "run", "--preset", "tiny", "--out", str(tmp_path / "x"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("niso: error: device 'cuda' requested but no CUDA GPU") and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()  # nothing written before the device check
 
 
 def test_cli_pose_run_tiny_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "pose"
     assert main(["pose", "run", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "median" in text and "NIso median < raw pair" in text
+    assert "median" in text and "NIso (τ from the learned operator)" in text and "Haar-random guess" in text
     res = json.loads((out / "results.json").read_text())
     assert set(res["methods"]) == set(pose.METHODS)
     for entry in res["methods"].values():
