@@ -86,7 +86,7 @@ def test_homography_views_are_resumable_and_shaped():
     for a, b in zip(nxt, again()):
         torch.testing.assert_close(a, b)
     same = homnist.HomographyViews(digits, 2, views=3, seed=0, same_transform=True)
-    x, tx, ttx = same()
+    _, tx, ttx = same()
     assert not torch.equal(tx, ttx)
 
 
