@@ -1,15 +1,32 @@
-"""``niso homnist run``: the homography-perturbed MNIST experiment (the paper's Table 1)."""
+"""``niso homnist run`` and ``niso homnist equivariance``: the homography-perturbed MNIST
+experiment (the paper's Table 1) and its equivariance diagnostic."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from niso_geom.cli._common import add_data_root, add_experiment_run_args, experiment_config, print_experiment_summary
+from niso_geom.cli._common import (
+    add_data_root,
+    add_experiment_run_args,
+    experiment_config,
+    format_table,
+)
+from niso_geom.experiments import homnist
+from niso_geom.experiments.homnist import (
+    METHOD_LABELS,
+    METHODS,
+    PRESETS,
+    SUMMARY_HEADERS,
+    HomNISTConfig,
+    equivariance_report,
+    niso_methods,
+    run,
+    summary_rows,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from niso_geom.experiments.homnist import EXTRA_METHODS, METHODS, PRESETS
-
     p = sub.add_parser("homnist", help="homography-perturbed MNIST: NIso pre-training, invariant classifier, "
                                        "ablations and the AE + augmentation baseline")
     hsub = p.add_subparsers(dest="homnist_command", metavar="{run,equivariance}")
@@ -23,10 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tiny (a minute, smoke test) | cpu (2 CPU cores, about an hour; default) | "
                         "paper (the paper's sizes, for a GPU)")
     r.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
-    r.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + EXTRA_METHODS),
-                   metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS)}; also available: "
-                                          f"{', '.join(EXTRA_METHODS)}, the ae_aug autoencoder with its head "
-                                          "trained on homography-augmented labelled digits)")
+    r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=list(METHODS.choices()),
+                   metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
+                                          f"{METHODS.help_text()}")
     add_experiment_run_args(r, set_example="--set steps=3000 enc_channels=32,64")
     r.add_argument("--jobs", type=int, default=1,
                    help="run this many (method, seed) pairs at once in worker processes, each with "
@@ -42,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "against a chance level, and the head's accuracy split by residual quartile. "
                     "Writes equivariance.json beside the method's result.json.")
     e.add_argument("run_dir", help="a homNIST run folder (from niso homnist run)")
-    e.add_argument("--method", default="niso", choices=[m for m in METHODS if m != "ae_aug"])
+    e.add_argument("--method", default="niso", choices=list(niso_methods()))
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--digits", type=int, default=100, help="clean test digits, each with its 32 warps (default 100)")
     add_data_root(e)
@@ -50,27 +66,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from niso_geom.experiments import homnist
-
-    cfg = experiment_config(args, homnist)
+    cfg: HomNISTConfig = experiment_config(args, homnist)
     if args.jobs < 1:
         raise SystemExit(f"niso: error: --jobs must be >= 1, got {args.jobs}")
 
-    def announce(rec: dict) -> None:
-        print(f"{homnist.METHOD_LABELS[rec['method']]} (seed {rec['seed']}): homNIST {100 * rec['accuracy']:.2f} %, "
+    def announce(rec: dict[str, Any]) -> None:
+        print(f"{METHOD_LABELS[rec['method']]} (seed {rec['seed']}): homNIST {100 * rec['accuracy']:.2f} %, "
               f"clean {100 * rec['clean_accuracy']:.2f} %, {rec['wall_seconds']:.0f} s", flush=True)
 
-    results, records = homnist.run(cfg, args.out, methods=args.methods, seeds=range(args.seeds),
-                                   data_root=args.data_root, device=args.device, progress=not args.no_progress,
-                                   resume=not args.no_resume, jobs=args.jobs, on_record=announce)
-    print_experiment_summary(homnist.summary_rows(results, records), homnist.SUMMARY_HEADERS, homnist.targets(results),
-                             f"results.json and results.md in {args.out}")
+    results, records = run(cfg, args.out, methods=args.methods, seeds=range(args.seeds), data_root=args.data_root,
+                           device=args.device, progress=not args.no_progress, resume=not args.no_resume,
+                           jobs=args.jobs, on_record=announce)
+    print()
+    print(format_table(summary_rows(results, records), SUMMARY_HEADERS))
+    print(f"results.json and results.md in {args.out}")
     return 0
 
 
 def cmd_equivariance(args: argparse.Namespace) -> int:
-    from niso_geom.experiments.homnist_equivariance import equivariance_report
-
     rep = equivariance_report(args.run_dir, args.method, args.seed, args.digits, data_root=args.data_root)
     print(f"{rep['method']} seed {rep['seed']}: {rep['images']} warped images of {rep['digits']} test digits")
     print(f"relative residual |ẑ(Tx) − τ ẑ(x)|²/|ẑ(Tx)|²: masked τ {rep['residual_masked_mean']:.4f}, "

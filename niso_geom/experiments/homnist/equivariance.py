@@ -11,8 +11,7 @@ of the residual. ``niso homnist equivariance RUN_DIR`` prints it and writes
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,19 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["pair_residuals", "equivariance_report"]
+from niso_geom.data.homnist import build_homnist
+from niso_geom.errors import RunDirError
+from niso_geom.experiments.common import Classifier
+from niso_geom.experiments.homnist.config import load_run_config
+from niso_geom.experiments.homnist.data import load_test_digits, to_dual, unit_to_dual
+from niso_geom.experiments.homnist.methods import method_spec
+from niso_geom.experiments.homnist.models import build_autoencoder, build_head
+from niso_geom.niso.autoencoder import encode_coefficients
+from niso_geom.niso.isometry import iso_solve_coeffs
+from niso_geom.runio import write_json
+from niso_geom.train import latest_checkpoint, load_checkpoint
+
+__all__ = ["equivariance_report", "pair_residuals"]
 
 
 def pair_residuals(src: torch.Tensor, dst: torch.Tensor, evals: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,8 +46,6 @@ def pair_residuals(src: torch.Tensor, dst: torch.Tensor, evals: torch.Tensor | N
     -------
     total : (B,) ``‖dst − τ src‖² / ‖dst‖²``; per_mode : (B, K) the same ratio row by row.
     """
-    from niso_geom.niso.isometry import iso_solve_coeffs
-
     tau = iso_solve_coeffs(src, dst, evals)
     res = (dst - tau @ src).square()
     power = dst.square()
@@ -44,24 +53,10 @@ def pair_residuals(src: torch.Tensor, dst: torch.Tensor, evals: torch.Tensor | N
     return res.sum((1, 2)) / power.sum((1, 2)).clamp_min(tiny), res.sum(2) / power.sum(2).clamp_min(tiny)
 
 
-def _config(run_dir: Path):
-    from niso_geom.experiments.homnist import HomNISTConfig
-
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a homNIST run folder")
-    saved = json.loads(path.read_text())["config"]
-    fields = {f.name: f for f in dataclasses.fields(HomNISTConfig)}
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in fields}
-    return HomNISTConfig(**kwargs)
-
-
 def _latest(folder: Path) -> Path:
-    from niso_geom.train import latest_checkpoint
-
     last = latest_checkpoint(folder)
     if last is None:
-        raise FileNotFoundError(f"no checkpoint in {folder}; has this method finished?")
+        raise RunDirError(f"no checkpoint in {folder}; has this method finished?")
     return last
 
 
@@ -69,30 +64,19 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
                         data_root: str | os.PathLike | None = None) -> dict[str, Any]:
     """Residuals and accuracy by residual quartile for one finished NIso method/seed (see module doc).
 
-    ``digits`` clean test digits (and their 32 warps each) are used. Returns a JSON-ready dict.
+    ``digits`` clean test digits (and their 32 warps each) are used. Returns a JSON-ready dict,
+    also written to ``run_dir/<method>/seed<seed>/equivariance.json``.
     """
-    from niso_geom.data.homnist import build_homnist
-    from niso_geom.experiments.common import Classifier
-    from niso_geom.experiments.homnist import (
-        _to_dual,
-        build_autoencoder,
-        build_head,
-        load_test_digits,
-        method_spec,
-    )
-    from niso_geom.niso.autoencoder import encode_coefficients
-    from niso_geom.train import load_checkpoint
-
     run = Path(run_dir)
-    cfg = _config(run)
+    cfg = load_run_config(run)
     spec = method_spec(cfg, method)
-    if spec["kind"] != "niso":
+    if spec.kind != "niso":
         raise ValueError(f"{method!r} has no learned operator; choose a NIso method")
     if digits < 2:
         raise ValueError(f"digits must be >= 2 (the chance level pairs different digits), got {digits}")
     base = run / method / f"seed{seed}"
-    model = build_autoencoder(cfg, "niso", spec["alpha"], spec["beta"])
-    load_checkpoint(_latest(run / spec["pretrain_of"] / f"seed{seed}" / "pretrain" / "checkpoints"), model,
+    model = build_autoencoder(cfg, "niso", spec.alpha, spec.beta)
+    load_checkpoint(_latest(run / spec.pretrain_of / f"seed{seed}" / "pretrain" / "checkpoints"), model,
                     restore_rng=False, map_location="cpu")
     clf = Classifier(build_head(cfg, "niso", model.latent_shape))
     load_checkpoint(_latest(base / "head" / "checkpoints"), clf, restore_rng=False, map_location="cpu")
@@ -104,9 +88,8 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
     clean_u8, clean_labels = load_test_digits(n, data_root)
     per = len(test.labels) // n
     with torch.no_grad():
-        zc = encode_coefficients(model, _to_dual(clean_u8), batch_size=cfg.eval_batch)
-        warped = torch.from_numpy(test.images).float().mul(2.0).sub(1.0).unsqueeze(1)
-        zw = encode_coefficients(model, warped, batch_size=cfg.eval_batch)
+        zc = encode_coefficients(model, to_dual(clean_u8), batch_size=cfg.eval_batch)
+        zw = encode_coefficients(model, unit_to_dual(torch.from_numpy(test.images)), batch_size=cfg.eval_batch)
         src = zc.repeat_interleave(per, 0)
         evals = model.state().evals
         masked, masked_modes = pair_residuals(src, zw, evals)
@@ -116,12 +99,12 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
         clean_acc = float((clf.head(zc).argmax(-1) == clean_labels).double().mean())
     edges = np.quantile(free.numpy(), [0.0, 0.25, 0.5, 0.75, 1.0])
     quartiles = []
-    for q, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+    for q, (lo, hi) in enumerate(itertools.pairwise(edges)):
         sel = (free >= lo) & ((free < hi) if q < 3 else (free <= hi))
         quartiles.append({"residual_from": float(lo), "residual_to": float(hi), "images": int(sel.sum()),
                           "accuracy": float(correct[sel].mean()) if sel.any() else None})
     report = {
-        "method": method, "seed": seed, "digits": n, "images": int(len(zw)),
+        "method": method, "seed": seed, "digits": n, "images": len(zw),
         "residual_masked_mean": float(masked.mean()),
         "residual_free_mean": float(free.mean()),
         "residual_free_median": float(free.median()),
@@ -134,7 +117,5 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
         "accuracy": float(correct.mean()), "clean_accuracy": clean_acc,
         "accuracy_by_residual_quartile": quartiles,
     }
-    from niso_geom.runio import write_json
-
     write_json(base / "equivariance.json", report)
     return report
