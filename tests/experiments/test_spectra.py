@@ -246,3 +246,28 @@ def test_hold_steps_are_validated():
         preset("tiny", "torus", hold_steps=50)  # warmup 10 + 50 >= 60 steps
     with pytest.raises(ValueError, match="hold_steps must be >= 0"):
         preset("tiny", "torus", hold_steps=-1)
+
+
+def test_cli_device_is_accepted_and_cuda_without_a_gpu_is_one_line(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cpu"
+    assert main(["spectra", "--preset", "tiny", "--steps", "2", "--device", "cpu", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["device"] == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    capsys.readouterr()
+    assert main(["spectra", "--preset", "tiny", "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("niso: error: device 'cuda' requested but no CUDA GPU")
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_no_extras_is_the_papers_method_and_the_help_names_each_presets_extras(tmp_path, capsys):
+    cfg = preset("cpu", "torus", plain=True)
+    assert cfg.extras.active() == {} and cfg.steps == preset("cpu", "torus").steps
+    assert preset("cpu", "torus").extras.active() == {"decorrelation": 10.0, "moment_pairs": 512,
+                                                       "cluster_pca_every": 500}
+    with pytest.raises(SystemExit):
+        main(["spectra", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "cpu — extras torus: decorrelation=10.0, moment_pairs=512, cluster_pca_every=500" in text
+    assert "mesh: none" in text and "--no-extras" in text
