@@ -4,13 +4,34 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from niso_geom.cli._common import add_data_root, add_experiment_run_args, experiment_config, print_experiment_summary
+from niso_geom.cli._common import (
+    add_data_root,
+    add_experiment_run_args,
+    format_table,
+    parse_overrides,
+)
+from niso_geom.errors import NisoGeomError
+from niso_geom.experiments.cshrec11 import (
+    METHOD_LABELS,
+    METHODS,
+    PRESETS,
+    SUMMARY_HEADERS,
+    CShrec11Config,
+    preset,
+    run,
+    summary_rows,
+)
+from niso_geom.threads import set_threads
+from niso_geom.train import distributed
+
+
+class UsageError(NisoGeomError, ValueError):
+    """A command-line value out of range (printed as one ``niso: error:`` line, exit status 2)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from niso_geom.experiments.cshrec11 import EXTRA_METHODS, METHODS, PRESETS
-
     p = sub.add_parser("cshrec11", help="conformal SHREC'11: NIso pre-training and invariant classifier against "
                                         "AE + aug., a plain CNN, SH power spectra and an e3nn network")
     csub = p.add_subparsers(dest="cshrec11_command", metavar="{run}")
@@ -27,32 +48,42 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tiny (a minute, smoke test: 3 classes, 16x32) | cpu (25 classes, 48x96, one seed of "
                         "every method in about an hour on 2 cores; default) | paper (96x192, the paper's sizes, GPU)")
     r.add_argument("--seeds", type=int, default=1, help="number of seeds 0..N-1, each with its own split (default 1)")
-    r.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + EXTRA_METHODS),
-                   metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS)})")
-    add_experiment_run_args(r, set_example="--set steps=3000 enc_channels=16,32,64")
+    r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=list(METHODS.choices()),
+                   metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
+                                          f"{METHODS.help_text()}")
+    add_experiment_run_args(r, set_example="--set steps=3000 enc_channels=16,32,64",
+                            device_help="auto: CUDA if available, else CPU (default); cuda without a GPU is an error")
     r.add_argument("--cache-dir", type=Path, default=None,
                    help="dataset cache root (default: $NISO_GEOM_CACHE_DIR, else the user cache folder)")
     add_data_root(r)
     r.set_defaults(func=cmd_run)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from niso_geom.experiments import cshrec11
-    from niso_geom.train import distributed
+def run_config(args: argparse.Namespace) -> CShrec11Config:
+    """Check --seeds/--threads, set the thread counts and return ``preset(--preset, **--set)``."""
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        set_threads(args.threads)  # torch's and NumPy's BLAS
+    return preset(args.preset, **parse_overrides(args.overrides))  # ConfigError names the field
 
-    cfg = experiment_config(args, cshrec11)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = run_config(args)
     ctx = distributed.init_from_env()
 
-    def announce(rec: dict) -> None:
+    def announce(rec: dict[str, Any]) -> None:
         if ctx.is_main:
-            print(f"{cshrec11.METHOD_LABELS[rec['method']]} (seed {rec['seed']}): test {100 * rec['accuracy']:.2f} % "
+            print(f"{METHOD_LABELS[rec['method']]} (seed {rec['seed']}): test {100 * rec['accuracy']:.2f} % "
                   f"over {rec['num_test_predictions']} views, {rec['wall_seconds']:.0f} s", flush=True)
 
-    results, records = cshrec11.run(cfg, args.out, methods=args.methods, seeds=range(args.seeds),
-                                    data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
-                                    progress=not args.no_progress and ctx.is_main, resume=not args.no_resume,
-                                    on_record=announce)
+    results, _ = run(cfg, args.out, methods=args.methods, seeds=range(args.seeds), data_root=args.data_root,
+                     cache_dir=args.cache_dir, device=args.device, progress=not args.no_progress and ctx.is_main,
+                     resume=not args.no_resume, on_record=announce)
     if ctx.is_main:
-        print_experiment_summary(cshrec11.summary_rows(results), cshrec11.SUMMARY_HEADERS, cshrec11.targets(results),
-                                 f"results.json, results.md and figures in {args.out}")
+        print()
+        print(format_table(summary_rows(results), SUMMARY_HEADERS))
+        print(f"\nresults.json, results.md and figures in {args.out}")
     return 0

@@ -40,7 +40,7 @@ class FakeCShrec11:
         v = np.full((len(m), 1), int(v)) if v.ndim == 0 else (v[:, None] if v.ndim == 1 else v)
         return np.stack([self.signals[i, vi] for i, vi in zip(m, v)])
 
-    def with_split(self, split_seed: int) -> "FakeCShrec11":
+    def with_split(self, split_seed: int) -> FakeCShrec11:
         train, test = _split(self.labels, split_seed)
         return FakeCShrec11(self.class_names, self.mesh_names, self.labels, train, test, self.res, self.num_views,
                             self.grid, self.signals, int(split_seed))

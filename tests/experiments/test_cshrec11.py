@@ -1,5 +1,6 @@
-"""The conformal SHREC'11 experiment: presets, view samplers, diagnostics, and every method end to end
-on an in-memory stand-in of the dataset (the CLI on real data is tested in test_cshrec11_cli.py)."""
+"""The conformal SHREC'11 experiment: presets and their checks, the method registry, view samplers,
+diagnostics, and every method end to end on an in-memory stand-in of the dataset (the CLI on real
+data is tested in test_cshrec11_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from niso_geom.experiments import cshrec11
-from niso_geom.experiments.multiview import LabelledViews, ViewPairs, ViewTable, confusion_matrix, map_views
+from niso_geom.experiments.cshrec11.views import (
+    LabelledViews,
+    ViewPairs,
+    ViewTable,
+    confusion_matrix,
+    map_views,
+)
+from niso_geom.experiments.registry import UnknownMethodError
+from niso_geom.train import DeviceUnavailableError
 
 from .cshrec11_fake import make_fake
 
@@ -33,10 +44,40 @@ def test_presets_overrides_and_methods():
     cpu = cshrec11.PRESETS["cpu"]
     assert cpu.res == (48, 96) and cpu.classes is None and cpu.transforms == 30
     assert cshrec11.build_niso(cpu).latent_shape == (12, 24)  # the paper's latent grid, N = 288 >= K = 64
-    assert cshrec11.method_spec(cpu, "niso_frozen")["pretrain_of"] == "niso"
-    assert cshrec11.method_spec(cpu, "cnn_aug")["pretrain_of"] is None
-    with pytest.raises(ValueError, match="unknown method"):
-        cshrec11.method_spec(cpu, "nft")
+    assert cshrec11.method_spec("niso_frozen") == {"kind": "niso_frozen", "pretrain_of": "niso"}
+    assert cshrec11.method_spec("cnn_aug")["pretrain_of"] is None
+    with pytest.raises(UnknownMethodError, match="unknown method 'nft'"):
+        cshrec11.method_spec("nft")
+    assert cshrec11.METHODS.defaults() == cshrec11.METHODS.choices() == \
+        ("niso", "niso_frozen", "ae_aug", "cnn_aug", "sh_power", "e3nn_sh")
+    assert {cshrec11.method_info(m).pretraining for m in cshrec11.METHODS} == {"niso", "ae_aug", None}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"head_views": "some"}, "head_views must be 'all' or 'original', got 'some'"),
+    ({"res": "16"}, "res must be (H, W)"),
+    ({"transforms": "0"}, "transforms must be >= 1, got 0"),
+    ({"p_original": "1.5"}, "p_original must be in [0, 1], got 1.5"),
+    ({"lr": "0"}, "lr must be > 0, got 0.0"),
+    ({"enc_depth": "1,1"}, "enc_channels (8, 16, 16) and enc_depth (1, 1)"),
+    ({"steps": "many"}, "steps='many'"),
+    ({"stepz": "1"}, "unknown config keys"),
+])
+def test_config_errors_name_the_field_and_value(override, message):
+    with pytest.raises(cshrec11.ConfigError) as err:
+        cshrec11.preset("tiny", **override)
+    assert message in str(err.value)
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(cshrec11.ConfigError, match="unknown preset 'huge'"):
+        cshrec11.preset("huge")
+
+
+def test_cuda_without_a_gpu_is_a_named_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError, match="device 'cuda' requested"):
+        cshrec11.run(cshrec11.PRESETS["tiny"], tmp_path / "run", device="cuda", dataset=make_fake())
+    assert not (tmp_path / "run").exists()  # nothing written
+    assert cshrec11.pick_device("cpu") == torch.device("cpu")
 
 
 def test_view_pairs_follow_the_reference_sampler_and_resume():
@@ -63,8 +104,6 @@ def test_view_pairs_follow_the_reference_sampler_and_resume():
     assert bool(((originals[:, 0] % 31) == 0).all())  # view 0 only
     with pytest.raises(ValueError, match="views must be"):
         LabelledViews(table, [5], np.arange(10), 2, views=[31])
-    with pytest.raises(ValueError, match="head_views"):
-        cshrec11.preset("tiny", head_views="some")
 
 
 def test_map_views_and_confusion():
@@ -91,13 +130,12 @@ def test_diagnostics_on_a_pretrained_model():
     assert 0 < spec["purity_mean"] <= 1 and sum(spec["multiplicity"]) <= cfg.k
 
 
-def test_every_method_end_to_end_on_a_stand_in_dataset(tmp_path, monkeypatch):
+def test_every_method_end_to_end_on_a_stand_in_dataset(tmp_path):
     ds = make_fake(transforms=4)
-    monkeypatch.setattr(cshrec11, "load_data", lambda cfg, data_root=None, **kw: ds)
     cfg = cshrec11.preset("tiny", steps="30", head_steps="40")
     out = tmp_path / "run"
     methods = ["niso", "niso_frozen", "sh_power"]  # every method runs in test_cshrec11_cli.py
-    res, recs = cshrec11.run(cfg, out, seeds=(0, 1), methods=methods, progress=False)
+    res, _ = cshrec11.run(cfg, out, seeds=(0, 1), methods=methods, progress=False, dataset=ds)
     assert set(res) == {"num_classes", "methods"} and res["num_classes"] == 3
     assert list(res["methods"]) == methods
     for entry in res["methods"].values():
@@ -110,10 +148,40 @@ def test_every_method_end_to_end_on_a_stand_in_dataset(tmp_path, monkeypatch):
     assert (out / "niso" / "seed0" / "pretrain" / "metrics.jsonl").stat().st_size > 0
     assert not (out / "niso_frozen" / "seed0" / "pretrain").exists()  # shares niso's pre-training
     md = (out / "results.md").read_text()
-    assert "90.26 ± 1.27" in md and "69.36" in md and "| NIso (fine-tuned) |" in md
+    assert "90.26 ± 1.27" in md and "69.36" in md and "| NIso (fine-tuned) |" in md and "target" not in md
     for fig in ("confusion.png", "mass_map.png"):
         assert (out / fig).stat().st_size > 1000
     before = (out / "sh_power" / "seed0" / "result.json").read_text()
-    res2, _ = cshrec11.run(cfg, out, seeds=(0, 1), methods=["sh_power"], progress=False)  # resumed: not retrained
+    res2, _ = cshrec11.run(cfg, out, seeds=(0, 1), methods=["sh_power"], progress=False,
+                           dataset=ds)  # resumed: not retrained
     assert (out / "sh_power" / "seed0" / "result.json").read_text() == before
     assert res2["methods"]["sh_power"] == res["methods"]["sh_power"]
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = cshrec11.preset("tiny", steps="4", head_steps="4", equiv_pairs="4")
+        _, recs = cshrec11.run(cfg, f"{out}/run", methods=["niso_frozen", "sh_power"], progress=False, device="cpu",
+                               dataset=make_fake(transforms=4))
+        torch.save([{"method": r["method"], "accuracy": r["accuracy"], "confusion": r["confusion"],
+                     "head_loss": r["head_final"]["loss"]} for r in recs],
+                   f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_run_the_experiment_and_agree(tmp_path):
+    """The DDP path: sharded training and feature passes, gathered predictions, rank 0 writes."""
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert ranks[0] == ranks[1] and [r["method"] for r in ranks[0]] == ["niso_frozen", "sh_power"]
+    out = tmp_path / "run"
+    res = json.loads((out / "results.json").read_text())
+    assert [res["methods"][m]["accuracy_mean"] for m in ("niso_frozen", "sh_power")] == [r["accuracy"] for r in ranks[0]]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # rank 0 alone appends
+    rec = json.loads((out / "niso_frozen" / "seed0" / "result.json").read_text())
+    assert np.asarray(rec["confusion"]).sum() == rec["num_test_predictions"] == 6 * 5  # every view gathered
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from niso_geom.cli import main
@@ -39,3 +40,30 @@ def test_tiny_preset_via_the_cli(tmp_path, request, capsys):
     assert cfg["config"]["preset"] == "tiny" and cfg["config"]["classes"] == "bird1,hand,laptop"
     for f in ("results.md", "confusion.png", "mass_map.png", "metrics.jsonl"):
         assert (out / f).stat().st_size > 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--device", "cuda"], "niso: error: device 'cuda' requested but no CUDA GPU is available"),
+    (["--set", "head_views=some"], "niso: error: head_views must be 'all' or 'original', got 'some'"),
+    (["--set", "steps=many"], "niso: error: steps='many'"),
+    (["--seeds", "0"], "niso: error: --seeds must be >= 1, got 0"),
+])
+def test_bad_values_are_one_line_errors_before_any_work(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["cshrec11", "run", "--preset", "tiny", "--out", str(out), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_methods_come_from_the_registry(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["cshrec11", "run", "--out", "x", "--methods", "nft"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'nft'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["cshrec11", "run", "--help"])
+    text = capsys.readouterr().out
+    for name in METHODS.choices():
+        assert name in text

@@ -1,4 +1,4 @@
-"""Multi-view datasets in memory: every object (mesh) seen under V views (transforms).
+"""Multi-view data in memory: every object (mesh) seen under V views (transforms).
 
 The conformal SHREC'11 experiment trains and evaluates on *views*: view 0 is a mesh's sphere
 map, views 1..V-1 are Möbius transforms of it. This module holds them and draws from them:
@@ -6,7 +6,7 @@ map, views 1..V-1 are Möbius transforms of it. This module holds them and draws
 * :class:`ViewTable` — per-object rows ``(n, V, ...)`` (images, spectral coefficients, latents,
   features) addressed by global object ids;
 * :class:`ViewPairs` — NIso pre-training pairs of two views of the same object (the official
-  ``draw_shrec11_pairs``, ``niso-reference.md`` §3.4): the first view is the original with
+  ``draw_shrec11_pairs``, ``docs/algorithm.md`` §3.4): the first view is the original with
   probability ``p_original`` (0.2) and a uniform transformed view otherwise, the second is
   uniform over all V views;
 * :class:`LabelledViews` — classifier batches: B objects drawn uniformly, one uniform view of
@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from niso_geom.train import distributed
 
@@ -163,8 +164,6 @@ def map_views(fn: Callable[[torch.Tensor], torch.Tensor], table: ViewTable, ids:
     chunks of about ``batch`` images (whole objects); under DDP each rank maps every
     world-size-th object and the results are gathered, so every rank returns the full table.
     """
-    from tqdm.auto import tqdm
-
     ids = table.index if ids is None else np.asarray(ids, dtype=np.int64)
     ctx = distributed.context()
     mine = ids[ctx.rank::ctx.world_size]
