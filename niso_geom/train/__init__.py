@@ -39,7 +39,6 @@ from niso_geom.train.loop import (
 )
 from niso_geom.train.metrics import MetricsLog
 from niso_geom.train.schedule import (
-    GradientAccumulator,
     WarmupCosine,
     make_optimizer,
     make_scheduler,
@@ -52,7 +51,6 @@ __all__ = [
     "CorruptCheckpointError",
     "DeviceUnavailableError",
     "FitResult",
-    "GradientAccumulator",
     "Hook",
     "LoadedCheckpoint",
     "LossFn",

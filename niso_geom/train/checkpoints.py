@@ -1,6 +1,6 @@
 """Resumable, atomic, self-verifying checkpoints (and the RNG states they carry).
 
-A checkpoint holds the model, optimizer, scheduler and accumulator states, the global and named
+A checkpoint holds the model, optimizer and scheduler states, the global and named
 RNG states and anything else the run adds (``extra``), so that a resumed run continues the same
 loss curve. The file is written atomically (:mod:`niso_geom.runio`) and carries the SHA-256 of
 its body: :func:`load_checkpoint` refuses a file whose body does not match (a flipped bit, a
@@ -29,7 +29,6 @@ from torch import nn
 
 from niso_geom.errors import NisoGeomError
 from niso_geom.runio import write_bytes
-from niso_geom.train.schedule import GradientAccumulator
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +133,7 @@ def prune_checkpoints(directory: str | os.PathLike, keep: int) -> None:
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     scheduler: Any | None = None, step: int = 0, extra: Mapping[str, Any] | None = None, *,
-                    generators: Mapping[str, torch.Generator] | None = None,
-                    accumulator: GradientAccumulator | None = None) -> Path:
+                    generators: Mapping[str, torch.Generator] | None = None) -> Path:
     """Write a resumable checkpoint atomically, with the SHA-256 of its body.
 
     Parameters
@@ -145,7 +143,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     step : the number of completed steps.
     extra : anything else (weights_only-loadable types: tensors, numbers, strings, containers).
     generators : named ``torch.Generator`` objects whose states are saved (e.g. the data RNG).
-    accumulator : a :class:`~niso_geom.train.schedule.GradientAccumulator` whose micro-step count is saved.
     """
     payload = {
         "format": 1,
@@ -153,7 +150,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "accumulator": accumulator.state_dict() if accumulator is not None else None,
         "rng": rng_state(generators),
         "extra": dict(extra) if extra is not None else {},
     }
@@ -206,11 +202,11 @@ class LoadedCheckpoint:
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     scheduler: Any | None = None, *, generators: Mapping[str, torch.Generator] | None = None,
-                    accumulator: GradientAccumulator | None = None, restore_rng: bool = True,
+                    restore_rng: bool = True,
                     map_location: str | torch.device | None = None, strict: bool = True) -> LoadedCheckpoint:
     """Verify and restore a checkpoint written by :func:`save_checkpoint` in place.
 
-    Model, optimizer, scheduler, accumulator and (if ``restore_rng``) the global and named RNG
+    Model, optimizer, scheduler and (if ``restore_rng``) the global and named RNG
     states are restored, so that continuing reproduces an uninterrupted run. The file is checked
     against its checksum first: a damaged one raises :class:`CorruptCheckpointError` and restores
     nothing.
@@ -218,7 +214,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     path = Path(path)
     payload = _read_payload(path, map_location)
     model.load_state_dict(payload["model"], strict=strict)
-    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("accumulator", accumulator)):
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is None:
             continue
         if payload[name] is None:

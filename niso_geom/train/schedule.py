@@ -4,14 +4,14 @@
 * warmup -> cosine learning rate (optax ``warmup_cosine_decay_schedule``): linear from
   ``init`` to ``peak`` over ``warmup`` updates, then cosine to ``end`` at ``decay_steps``
   (which includes the warmup), constant after;
-* gradient accumulation by mean, the schedule counting real (optimizer) updates.
+* the schedule counts optimizer updates (the trainer averages accumulated micro-batches).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +19,6 @@ import torch
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "GradientAccumulator",
     "WarmupCosine",
     "make_optimizer",
     "make_scheduler",
@@ -102,41 +101,3 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, decay_steps: int = 1_000
         schedules.append(WarmupCosine(base, decay_steps, warmup, init * scale, float(group.get("lr_end", end * scale)),
                                       None if after is None else float(after), int(hold)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
-
-
-class GradientAccumulator:
-    """Mean of ``every`` micro-batch gradients per update (optax ``MultiSteps``).
-
-    ``backward(loss)`` scales and back-propagates one micro-batch loss; on every ``every``-th
-    call it steps the optimizer (and scheduler), zeroes the gradients and returns True.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, every: int = 1,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.optimizer, self.scheduler, self.every = optimizer, scheduler, every
-        self.micro_steps = 0
-
-    def backward(self, loss: torch.Tensor) -> bool:
-        (loss / self.every).backward()
-        self.micro_steps += 1
-        if self.micro_steps % self.every:
-            return False
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return True
-
-    @property
-    def updates(self) -> int:
-        return self.micro_steps // self.every
-
-    def state_dict(self) -> dict[str, int]:
-        return {"micro_steps": self.micro_steps, "every": self.every}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        if int(state["every"]) != self.every:
-            raise ValueError(f"checkpoint accumulates over {state['every']} micro-steps, this run over {self.every}")
-        self.micro_steps = int(state["micro_steps"])

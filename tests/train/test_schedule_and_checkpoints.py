@@ -14,7 +14,6 @@ import torch
 from niso_geom.niso.losses import niso_pair_loss
 from niso_geom.niso.operator import LearnedOperator, dense_operator, sample_truncation
 from niso_geom.train import (
-    GradientAccumulator,
     WarmupCosine,
     latest_checkpoint,
     load_checkpoint,
@@ -142,27 +141,6 @@ def test_scheduler_holds_the_peak_before_the_cosine() -> None:
     # hold = 0: the cosine starts right after the warmup (step 12 of a 25-step decay from step 5)
     plain = 1e-4 + 0.9e-3 * 0.5 * (1.0 + math.cos(math.pi * 7 / 25))
     assert WarmupCosine(1e-3, 30, 5, 1e-6, 1e-4).lr(12) == pytest.approx(plain, rel=1e-12)
-
-
-def test_gradient_accumulation_is_the_mean() -> None:
-    torch.manual_seed(0)
-    data = torch.randn(8, 5)
-    target = torch.randn(8)
-
-    def run(every: int) -> torch.Tensor:
-        lin = torch.nn.Linear(5, 1)
-        with torch.no_grad():
-            lin.weight.fill_(0.1)
-            lin.bias.zero_()
-        opt = torch.optim.SGD(lin.parameters(), lr=0.1)
-        acc = GradientAccumulator(opt, every=every)
-        stepped = []
-        for chunk_x, chunk_y in zip(data.chunk(every), target.chunk(every)):
-            stepped.append(acc.backward((lin(chunk_x).squeeze(-1) - chunk_y).square().mean()))
-        assert stepped == [False] * (every - 1) + [True] and acc.updates == 1
-        return lin.weight.detach().clone()
-
-    assert torch.allclose(run(1), run(4), atol=1e-7)
 
 
 def test_toric_shift_training_lowers_loss_and_commutator() -> None:
