@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the distribution version too (pyproject.toml reads it)
 
 _LAZY = {
     "TorusGrid": "niso_geom.domains.torus",
