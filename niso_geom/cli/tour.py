@@ -35,6 +35,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
     from niso_geom import plotting
     from niso_geom.cli.domain import reference_spectrum
 
+    plotting.require_plot_extra("niso tour")  # before any work: a plain install stops here, in one line
     rows, report = [], {}
     for label, dom in _tour(args.data_root):
         t0 = time.perf_counter()
