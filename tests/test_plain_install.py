@@ -64,7 +64,7 @@ def test_installed_package_does_not_look_for_data_inside_site_packages(tmp_path,
 def test_source_checkout_still_falls_back_to_shared_data(monkeypatch, shared_root):
     monkeypatch.delenv(shared_data.ENV_VAR, raising=False)
     assert shared_data.is_source_checkout(shared_data._CHECKOUT)
-    how, path, found = shared_data.search_locations()[0]
+    how, path, _found = shared_data.search_locations()[0]
     assert "checkout" in how and path == shared_data._CHECKOUT.parent / "shared" / "data"
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import healpy as hp
 import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib", reason="figures need the plot extra (matplotlib)")
 
-from niso_geom import SphereGrid, TriMesh, plotting  # noqa: E402
+from niso_geom import SphereGrid, TriMesh, plotting
 
 
 def test_healpix_map_is_drawn_in_mollweide_north_up_east_right():
