@@ -246,10 +246,15 @@ class HomNISTTestSet:
         return {"images": self.images, "labels": self.labels,
                 "homographies": self.homographies, "digit_index": self.digit_index}
 
-    def torch_dataset(self) -> torch.utils.data.TensorDataset:
-        """A TensorDataset of (image (1, 40, 40) float32, label int64) sharing memory."""
+    def torch_dataset(self, *, homographies: bool = False) -> torch.utils.data.TensorDataset:
+        """A TensorDataset of (image (1, 40, 40) float32, label int64), sharing memory with the arrays;
+        with ``homographies=True`` each item also carries its (3, 3) float64 pull-back homography
+        (``image(p) = digit(H p)``). Works with ``DataLoader`` and ``DistributedSampler``."""
         images = torch.from_numpy(np.ascontiguousarray(self.images))[:, None]
         labels = torch.from_numpy(np.ascontiguousarray(self.labels))
+        if homographies:
+            return torch.utils.data.TensorDataset(images, labels,
+                                                  torch.from_numpy(np.ascontiguousarray(self.homographies)))
         return torch.utils.data.TensorDataset(images, labels)
 
 
