@@ -430,9 +430,16 @@ def build_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int
     source : another shrec_16 tarball (its sha256 keys the folder).
     _max_per_class : tests only: the first n meshes of each class.
 
+    Raises
+    ------
+    DataError
+        Missing or corrupt source, naming the file.
+    MeshError
+        A mesh that should be genus 0 is not, naming the file.
+
+    Notes
+    -----
     Meshes whose record and sha256 checksums verify are kept; others are (re)computed.
-    Raises DataError (missing or corrupt source) or MeshError (a mesh that should be genus 0
-    is not), naming the file.
     """
     H, W = (int(r) for r in res)
     if H < 3 or W < 3 or transforms < 0 or jobs < 1:
