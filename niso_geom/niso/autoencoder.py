@@ -229,6 +229,8 @@ class NIsoAutoencoder(_LatentCodec):
     amp_dtype : autocast dtype of the encoder/decoder (None: full precision); see
         :func:`resolve_amp_dtype`.
 
+    Notes
+    -----
     Loss methods return a dict of 0-d tensors: ``loss`` (the objective), ``recon``, ``equiv``,
     ``mult`` (every term is computed and logged, also when its weight is 0).
     """
@@ -502,6 +504,8 @@ def pretrain(model: nn.Module, pair_sampler: BatchSource, steps: int, *, lr: flo
     param_groups : optimizer parameter groups instead of ``model.parameters()``; a group's
         ``lr_scale`` scales the schedule for it (:func:`~niso_geom.niso.training.make_scheduler`).
 
+    Notes
+    -----
     Distributed data parallel (one code path, :mod:`niso_geom.niso.distributed`): inside a
     ``torch.distributed`` process group (e.g. under ``torchrun``), every rank draws the same
     global micro-batch from its identically seeded ``pair_sampler``, keeps its shard of it, and
