@@ -24,7 +24,7 @@ _LAZY = {
     "DiskCache": "niso_geom.cache",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = ["DiskCache", "Eigenbasis", "SphereGrid", "TorusGrid", "TriMesh", "__version__"]  # = _LAZY + version
 
 if TYPE_CHECKING:  # pragma: no cover
     from niso_geom.cache import DiskCache
