@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the distribution version too (pyproject.toml reads it)
 
 _LAZY = {
     "TorusGrid": "niso_geom.domains.torus",
@@ -24,7 +24,7 @@ _LAZY = {
     "DiskCache": "niso_geom.cache",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = ["DiskCache", "Eigenbasis", "SphereGrid", "TorusGrid", "TriMesh", "__version__"]  # = _LAZY + version
 
 if TYPE_CHECKING:  # pragma: no cover
     from niso_geom.cache import DiskCache

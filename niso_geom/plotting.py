@@ -1,4 +1,8 @@
-"""Figures (matplotlib, the ``plot`` extra). Every function returns a Figure and never shows it."""
+"""Figures (matplotlib, the ``plot`` extra). Every function returns a Figure and never shows it.
+
+HEALPix maps are drawn with healpy's Mollweide projection (``healpy.projview``), lat–lon grids as
+images, meshes as shaded triangle surfaces (``plot_trisurf``) coloured by the signal.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,41 @@ from typing import Any
 
 import numpy as np
 
+from niso_geom.errors import NisoGeomError
+
+PLOT_EXTRA_HINT = "pip install 'niso_geom[plot]'"
+
+
+class PlotExtraMissing(NisoGeomError, ImportError):
+    """matplotlib (the ``plot`` extra) is not installed. An ImportError, so callers that draw
+    figures only when they can (the experiments' reports) keep catching it."""
+
+
+def have_matplotlib() -> bool:
+    """True when matplotlib (the ``plot`` extra) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def require_plot_extra(what: str) -> None:
+    """Raise :class:`PlotExtraMissing` (one line, naming the extra) unless matplotlib is installed.
+
+    Call it before any work in a command that writes figures, so that a plain install stops at
+    once instead of after minutes of computing.
+    """
+    if not have_matplotlib():
+        raise PlotExtraMissing(f"{what} writes figures and needs matplotlib: {PLOT_EXTRA_HINT}")
+
 
 def _plt():
-    try:
-        import matplotlib
+    # matplotlib is optional (the plot extra): imported here, not at module top
+    require_plot_extra("plotting")
+    import matplotlib
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("plotting needs matplotlib: pip install 'niso_geom[plot]'") from exc
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -27,36 +57,76 @@ def _grid_image(domain, f: np.ndarray) -> np.ndarray | None:
 
 def plot_field(domain, f: np.ndarray, ax=None, *, title: str | None = None, cmap: str = "RdBu_r",
                symmetric: bool = True) -> Any:
-    """Draw one signal (N,) on a domain: an image for grids, a Mollweide-like scatter for
-    HEALPix, a 3-D scatter of vertex colours for meshes. Returns the Figure."""
+    """Draw one signal f (N,) on a domain and return the Figure.
+
+    Lat–lon grids: an image (colatitude down, longitude across). HEALPix (RING order): healpy's
+    Mollweide projection (``healpy.projview``). Meshes: the triangle surface, each face coloured by
+    the mean of its vertices' values. Other point sets on the sphere: a longitude–latitude scatter.
+    """
     plt = _plt()
     f = np.asarray(f, dtype=np.float64)
-    vmax = np.abs(f).max() if symmetric else None
+    vmax = float(np.abs(f).max()) if symmetric else None
     kw = {"cmap": cmap, "vmin": -vmax if symmetric else None, "vmax": vmax}
     img = _grid_image(domain, f)
+    is_mesh = img is None and domain.kind == "mesh"
+    is_healpix = img is None and getattr(domain, "grid", None) == "healpix"
     if ax is None:
         fig = plt.figure(figsize=(3, 3))
-        ax = fig.add_subplot(111, projection="3d" if (img is None and domain.kind == "mesh") else None)
-    fig = ax.figure
+        ax = fig.add_subplot(111, projection="3d" if is_mesh else None)
     if img is not None:
-        extent = None
-        if domain.kind == "sphere":
-            extent = (0, 360, 180, 0)
+        extent = (0, 360, 180, 0) if domain.kind == "sphere" else None
         ax.imshow(img, interpolation="nearest", aspect="auto" if extent else "equal", extent=extent, **kw)
+    elif is_healpix:
+        _healpix_mollweide(ax, f, **kw)
     elif domain.kind == "sphere":
         lon = np.degrees(domain.lon)
         ax.scatter(np.where(lon > 180, lon - 360, lon), 90 - np.degrees(domain.colat), c=f, s=4, **kw)
     else:
-        V = domain.points
-        ax.scatter(V[:, 0], V[:, 1], V[:, 2], c=f, s=2, **kw)
-        ax.set_box_aspect(np.ptp(V, axis=0))
-        ax.set_axis_off()
+        _mesh_surface(ax, domain, f, **kw)
     if title:
         ax.set_title(title, fontsize=8)
-    if img is not None or domain.kind == "sphere":
+    if not is_mesh:
         ax.set_xticks([])
         ax.set_yticks([])
-    return fig
+    return ax.figure
+
+
+def _healpix_mollweide(ax, f: np.ndarray, *, cmap: str, vmin: float | None, vmax: float | None) -> None:
+    """A HEALPix map (RING order) in Mollweide projection, drawn on any 2-D axis.
+
+    healpy's projector (the engine of ``healpy.mollview``/``projview``) renders the map to a
+    Mollweide image; drawing that image with ``imshow`` lets it sit in a subplot grid, which
+    ``mollview`` (it makes its own figure) cannot.
+    """
+    import healpy as hp
+
+    nside = hp.npix2nside(len(f))
+    proj = hp.projector.MollweideProj(xsize=max(200, 16 * nside), flipconv="geo")  # east to the right
+    img = proj.projmap(f, lambda x, y, z: hp.vec2pix(nside, x, y, z))
+    ax.imshow(np.ma.masked_invalid(img), origin="lower", extent=proj.get_extent(), cmap=cmap,
+              vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_axis_off()
+
+
+def _mesh_surface(ax, domain, f: np.ndarray, *, cmap: str, vmin: float | None, vmax: float | None) -> None:
+    """A shaded triangle surface (``plot_trisurf``), each face coloured by its vertices' mean value."""
+    import matplotlib.colors as mcolors
+
+    V, F = domain.points, domain.faces
+    surf = ax.plot_trisurf(V[:, 0], V[:, 1], V[:, 2], triangles=F, linewidth=0, antialiased=False, shade=False)
+    lo = float(f.min()) if vmin is None else vmin
+    hi = float(f.max()) if vmax is None else vmax
+    norm = mcolors.Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1.0)
+    surf.set_array(f[F].mean(axis=1))
+    surf.set_cmap(cmap)
+    surf.set_norm(norm)
+    ax.set_box_aspect(np.ptp(V, axis=0))
+    ax.set_axis_off()
+
+
+def axis_projection(domain) -> str | None:
+    """The matplotlib projection :func:`plot_field` needs for a domain: "3d" for meshes, else None."""
+    return "3d" if getattr(domain, "shape", None) is None and domain.kind == "mesh" else None
 
 
 def plot_eigenfunctions(domain, evecs: np.ndarray, evals: np.ndarray | None = None, *, n: int = 12,
@@ -65,10 +135,9 @@ def plot_eigenfunctions(domain, evecs: np.ndarray, evals: np.ndarray | None = No
     plt = _plt()
     n = min(n, evecs.shape[1])
     nrows = int(np.ceil(n / ncols))
-    mesh = getattr(domain, "shape", None) is None and domain.kind == "mesh"
     fig = plt.figure(figsize=(2.0 * ncols, 2.0 * nrows + (0.4 if title else 0)))
     for i in range(n):
-        ax = fig.add_subplot(nrows, ncols, i + 1, projection="3d" if mesh else None)
+        ax = fig.add_subplot(nrows, ncols, i + 1, projection=axis_projection(domain))
         label = f"φ{i}" + (f"  λ={evals[i]:.3g}" if evals is not None else "")
         plot_field(domain, evecs[:, i], ax=ax, title=label)
     if title:

@@ -1,8 +1,9 @@
 """Locate and verify the real data the project uses (meshes, SHREC'11, MNIST).
 
 The data root is, in order: an explicit ``root`` argument (the CLI's ``--data-root``),
-the ``NISO_GEOM_DATA`` environment variable, then ``../shared/data`` beside the
-checkout (or beside the current directory). Every file is checked against the
+the ``NISO_GEOM_DATA`` environment variable, then, only when niso_geom runs from a source
+checkout (not from an installed wheel), ``../shared/data`` beside that checkout or beside a
+checkout that is the current directory. Every file is checked against the
 root's ``SHA256SUMS`` before use; a missing or corrupt file raises
 :class:`~niso_geom.errors.DataError` saying where it looked.
 """
@@ -20,14 +21,24 @@ ENV_VAR = "NISO_GEOM_DATA"
 _CHECKOUT = Path(__file__).resolve().parents[1]
 
 
+def is_source_checkout(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` is a niso_geom source tree (pyproject.toml beside niso_geom/)."""
+    folder = Path(folder)
+    return (folder / "pyproject.toml").is_file() and (folder / "niso_geom" / "__init__.py").is_file()
+
+
 def _candidates(root: str | os.PathLike | None) -> list[tuple[str, Path]]:
     if root is not None:
         return [("--data-root", Path(root))]
     out: list[tuple[str, Path]] = []
     if os.environ.get(ENV_VAR):
         return [(f"${ENV_VAR}", Path(os.environ[ENV_VAR]))]
-    out.append(("../shared/data beside the checkout", _CHECKOUT.parent / "shared" / "data"))
-    out.append(("../shared/data beside the working directory", Path.cwd().parent / "shared" / "data"))
+    # an installed package sits in site-packages: ../shared/data beside it would be meaningless
+    if is_source_checkout(_CHECKOUT):
+        out.append(("../shared/data beside the checkout", _CHECKOUT.parent / "shared" / "data"))
+    if is_source_checkout(Path.cwd()) and Path.cwd().resolve() != _CHECKOUT:
+        out.append(("../shared/data beside the checkout in the working directory",
+                    Path.cwd().parent / "shared" / "data"))
     return out
 
 
@@ -38,9 +49,12 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
         if path.is_dir():
             return path.resolve()
         tried.append(f"{how}: {path}")
+    where = "looked in " + "; ".join(tried) if tried else (
+        f"no --data-root given, ${ENV_VAR} is not set, and niso_geom is installed rather than run from a"
+        " source checkout (so there is no ../shared/data fallback)")
     raise DataError(
-        "shared data not found; looked in " + "; ".join(tried)
-        + f". Pass --data-root or set {ENV_VAR} to the folder holding SHA256SUMS."
+        f"shared data not found: {where}. Pass --data-root DIR or set {ENV_VAR}=DIR to the folder holding"
+        " SHA256SUMS (`niso data info` shows the search and the layout; docs/data.md says where to get the data)."
     )
 
 
@@ -105,3 +119,35 @@ def mesh_path(name: str, root: str | os.PathLike | None = None) -> Path:
             raise DataError(f"no mesh named {name!r} in {base}")
         name = hits[0].name
     return data_file(f"meshes/{name}", root)
+
+
+# --- what `niso data info` / `niso data verify` report ---------------------------------------
+EXPECTED_LAYOUT: tuple[tuple[str, str, str], ...] = (
+    ("SHA256SUMS", "sha256 of every file below, `sha256sum` format", "every command"),
+    ("meshes/*.off, meshes/spot.obj", "triangle meshes, by name (`mesh_path('spot')`)",
+     "niso domain / tour / mesh, mesh tests"),
+    ("mnist/mnist.pkl.gz", "MNIST as the classic gzip'd pickle (50k/10k/10k)", "homNIST, --signals mnist"),
+    ("shrec_16.tar.gz", "SHREC'11, MeshCNN's 500-face release: shrec_16/<class>/{train,test}/T<n>.obj",
+     "cSHREC'11"),
+)
+
+
+def search_locations(root: str | os.PathLike | None = None) -> list[tuple[str, Path, bool]]:
+    """Where :func:`data_root` looks, in order: (how it was chosen, path, whether it is a folder)."""
+    return [(how, path, path.is_dir()) for how, path in _candidates(root)]
+
+
+def verify_all(root: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """Check every file listed in the root's ``SHA256SUMS``: (relative path, "ok" | "missing" |
+    "checksum mismatch"), in the order listed. Raises :class:`DataError` without a root or sums."""
+    base = data_root(root)
+    sums = base / "SHA256SUMS"
+    if not sums.is_file():
+        raise DataError(f"{sums} is missing: nothing to verify against")
+    out = []
+    for rel, digest in _checksums(sums, sums.stat().st_mtime).items():
+        path = base / rel
+        status = "missing" if not path.is_file() else (
+            "ok" if file_sha256(path) == digest else "checksum mismatch")
+        out.append((rel, status))
+    return out

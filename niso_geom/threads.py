@@ -8,11 +8,12 @@ in docs/spectra.md, "Threads"), and the cSHREC'11 builder's small dense eigenpro
 instead of 8 ms (252 vertices). Small dense products and eigenproblems, which is all this project
 asks of NumPy, are fastest on one thread on a busy machine.
 
-:func:`blas_threads` sets every OpenBLAS loaded in the process (found through
-``/proc/self/maps``, Linux; elsewhere only the environment variables below, which processes
-spawned meanwhile read at start-up) and :func:`limit_threads` does that and torch together;
-:func:`set_blas_threads` and :func:`set_threads` do the same for the rest of the process.
-No torch import at module level: the data builders use :func:`blas_threads` alone.
+:func:`blas_threads` sets every BLAS loaded in the process — OpenBLAS, MKL, BLIS, found by
+threadpoolctl on every platform — and the environment variables below, which processes spawned
+meanwhile read at start-up; :func:`limit_threads` does that and torch together;
+:func:`set_blas_threads` and :func:`set_threads` do the same for the rest of the process. OpenMP
+pools are left alone (torch's intra-op pool is torch's to set). No torch import at module level:
+the data builders use :func:`blas_threads` alone.
 """
 
 from __future__ import annotations
@@ -22,37 +23,17 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["BLAS_ENV", "openblas_setters", "set_blas_threads", "blas_threads", "set_threads", "limit_threads"]
+from threadpoolctl import threadpool_info, threadpool_limits
+
+__all__ = ["BLAS_ENV", "blas_libraries", "blas_threads", "limit_threads", "set_blas_threads", "set_threads"]
 
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def openblas_setters() -> list[tuple[Any, Any]]:
-    """(get, set) thread-count functions of every OpenBLAS loaded in this process (Linux; else [])."""
-    import ctypes
-
-    paths = set()
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and "openblas" in os.path.basename(parts[-1]).lower():
-                    paths.add(parts[-1])
-    except OSError:
-        return []
-    out = []
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("", "scipy_"):
-            for suffix in ("", "64_", "_64"):
-                get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    out.append((get, put))
-    return out
+def blas_libraries() -> list[dict[str, Any]]:
+    """threadpoolctl's description of every BLAS loaded in this process (``internal_api``,
+    ``num_threads``, ``filepath``, ...)."""
+    return [info for info in threadpool_info() if info["user_api"] == "blas"]
 
 
 def _check(n: int) -> int:
@@ -62,12 +43,11 @@ def _check(n: int) -> int:
 
 
 def set_blas_threads(n: int) -> None:
-    """For the rest of the process: ``n`` threads in every loaded OpenBLAS, and ``n`` in the
+    """For the rest of the process: ``n`` threads in every loaded BLAS, and ``n`` in the
     environment variables that processes started later read."""
     n = _check(n)
     os.environ.update({k: str(n) for k in BLAS_ENV})
-    for _, put in openblas_setters():
-        put(n)
+    threadpool_limits(limits=n, user_api="blas")
 
 
 @contextlib.contextmanager
@@ -75,14 +55,11 @@ def blas_threads(n: int) -> Iterator[None]:
     """``n`` BLAS threads in this process and in processes spawned meanwhile; restored on exit."""
     n = _check(n)
     saved_env = {k: os.environ.get(k) for k in BLAS_ENV}
-    setters = openblas_setters()
-    saved = [get() for get, _ in setters]
-    set_blas_threads(n)
+    os.environ.update({k: str(n) for k in BLAS_ENV})
     try:
-        yield
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
     finally:
-        for (_, put), count in zip(setters, saved):
-            put(count)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

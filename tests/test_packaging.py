@@ -27,3 +27,10 @@ def test_no_top_level_baselines_package_is_importable_from_outside_the_checkout(
     assert importlib.util.find_spec("niso_geom.baselines.sh_power") is not None
     spec = importlib.util.find_spec("baselines")  # tests/baselines may be a namespace on sys.path
     assert spec is None or str(ROOT / "baselines") not in list(spec.submodule_search_locations or [])
+
+
+def test_top_level_names_are_exported_and_load():
+    import niso_geom
+
+    assert niso_geom.__all__ == sorted(niso_geom._LAZY) + ["__version__"]
+    assert all(getattr(niso_geom, name) is not None for name in niso_geom.__all__)

@@ -13,6 +13,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+
+from niso_geom import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "tour",
@@ -27,12 +30,22 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def installed_version() -> str:
+    """The installed distribution's version; the package's ``__version__`` when run from a source tree
+    that was never installed."""
+    try:
+        return metadata.version("niso_geom")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="niso",
         description="niso_geom: learned-versus-analytic geometry (Neural Isometries in PyTorch).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:

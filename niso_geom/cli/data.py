@@ -10,9 +10,10 @@ from niso_geom.cli._common import add_data_root, format_table, parse_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="build or show datasets (homnist, cshrec11)")
-    dsub = p.add_subparsers(dest="data_command", metavar="{build,show}")
+    p = sub.add_parser("data", help="where the data is looked for, verify it, build or show datasets")
+    dsub = p.add_subparsers(dest="data_command", metavar="{info,verify,build,show}")
     dsub.required = True
+    _register_info_verify(dsub)
     b = dsub.add_parser("build", help="build a dataset into the cache")
     bsub = b.add_subparsers(dest="dataset", metavar="DATASET")
     bsub.required = True
@@ -133,4 +134,55 @@ def cmd_show_cshrec11(args: argparse.Namespace) -> int:
     fig = plot_views(folder, names, channel=args.channel, n_mobius=3)
     plotting.save(fig, args.out)
     print(f"wrote {args.out} ({len(names)} meshes: {', '.join(names)}; channel {args.channel}; from {folder})")
+    return 0
+
+
+def _register_info_verify(dsub: argparse._SubParsersAction) -> None:
+    i = dsub.add_parser("info", help="where the data root is looked for, what it must hold, what was found")
+    add_data_root(i)
+    i.set_defaults(func=cmd_data_info)
+    v = dsub.add_parser("verify", help="check every file in the data root against its SHA256SUMS")
+    add_data_root(v)
+    v.set_defaults(func=cmd_data_verify)
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from niso_geom.errors import DataError
+    from niso_geom.shared_data import ENV_VAR, EXPECTED_LAYOUT, data_root, search_locations
+
+    print("The data root is looked for, in order:")
+    print(f"  1. --data-root DIR   2. ${ENV_VAR}   3. ../shared/data beside a source checkout (not for an installed package)")
+    places = search_locations(args.data_root)
+    rows = [[how, str(path), "yes" if found else "no"] for how, path, found in places]
+    print(format_table(rows or [["(nothing to look at)", "-", "-"]], ["looked at", "path", "exists"]))
+    print("\nIt must hold (docs/data.md: where to get each file):")
+    print(format_table([list(r) for r in EXPECTED_LAYOUT], ["path", "what", "used by"]))
+    try:
+        base = data_root(args.data_root)
+    except DataError as exc:
+        print(f"\nfound: nothing. {exc}")
+        return 1
+    found = [["SHA256SUMS", "yes" if (base / "SHA256SUMS").is_file() else "MISSING"],
+             ["meshes", ", ".join(sorted(p.name for p in (base / "meshes").glob("*.*"))) or "none"],
+             ["mnist/mnist.pkl.gz", "yes" if (base / "mnist" / "mnist.pkl.gz").is_file() else "no"],
+             ["shrec_16.tar.gz", "yes" if (base / "shrec_16.tar.gz").is_file() else "no"]]
+    print(f"\nfound: data root {base}")
+    print(format_table(found, ["entry", "present"]))
+    print("run `niso data verify` to check the checksums")
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from niso_geom.shared_data import data_root, verify_all
+
+    t0 = time.perf_counter()
+    results = verify_all(args.data_root)
+    bad = [(rel, status) for rel, status in results if status != "ok"]
+    print(format_table([[rel, status] for rel, status in results], ["file", "sha256"]))
+    secs = time.perf_counter() - t0
+    base = data_root(args.data_root)
+    if bad:
+        print(f"{len(bad)} of {len(results)} files in {base} failed: " + ", ".join(f"{r} ({s})" for r, s in bad))
+        return 1
+    print(f"all {len(results)} files in {base} match SHA256SUMS ({secs:.1f} s)")
     return 0

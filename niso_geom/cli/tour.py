@@ -35,6 +35,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
     from niso_geom import plotting
     from niso_geom.cli.domain import reference_spectrum
 
+    plotting.require_plot_extra("niso tour")  # before any work: a plain install stops here, in one line
     rows, report = [], {}
     for label, dom in _tour(args.data_root):
         t0 = time.perf_counter()
@@ -54,7 +55,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
                      "-" if ref is None else f"{err:.2e}"])
         report[slug] = {"domain": dom.describe(), "seconds": secs, "evals": eb.evals, "reference": ref,
                         "reference_kind": ref_name, "max_rel_error": err}
-    print(format_table(rows, ["domain", "N", "seconds", f"λ1..4 numeric", "λ1..4 analytic", f"max rel. err (k={args.k})"]))
+    print(format_table(rows, ["domain", "N", "seconds", "λ1..4 numeric", "λ1..4 analytic", f"max rel. err (k={args.k})"]))
     write_json(args.out / "tour.json", report)
     print(f"figures and tour.json in {args.out}")
     return 0

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -72,6 +72,7 @@ __all__ = [
     "GENUS1",
     "SKIP_CLASSES",
     "CShrec11",
+    "CShrec11Views",
     "MeshEntry",
     "build_cshrec11",
     "channel_stats",
@@ -429,9 +430,16 @@ def build_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int
     source : another shrec_16 tarball (its sha256 keys the folder).
     _max_per_class : tests only: the first n meshes of each class.
 
+    Raises
+    ------
+    DataError
+        Missing or corrupt source, naming the file.
+    MeshError
+        A mesh that should be genus 0 is not, naming the file.
+
+    Notes
+    -----
     Meshes whose record and sha256 checksums verify are kept; others are (re)computed.
-    Raises DataError (missing or corrupt source) or MeshError (a mesh that should be genus 0
-    is not), naming the file.
     """
     H, W = (int(r) for r in res)
     if H < 3 or W < 3 or transforms < 0 or jobs < 1:
@@ -746,6 +754,67 @@ def load_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int,
                     test_index=test, res=(H, W), num_views=1 + int(transforms), grid=SphereGrid.equiangular(H, W),
                     mean=mean, std=std, folder=folder, split_seed=int(split_seed),
                     mesh_classes=[e.cls for e in chosen])
+
+
+# ============================================================================ torch dataset
+
+
+class CShrec11Views:
+    """A map-style torch dataset of one split's views: item = (view, label, Möbius matrix).
+
+    Item ``i`` is view ``views[i % len(views)]`` of mesh ``meshes[i // len(views)]``:
+
+    * view : (16, H, W) float32 tensor, normalized to [−1, 1] with the split's train statistics;
+    * label : int64 tensor, the class index into ``data.class_names``;
+    * mobius : (2, 2) complex128 tensor, the Möbius matrix the view was pulled back with
+      (``pullback_matrix(..., mobius=A)`` in :func:`compute_mesh_views`); the identity for view 0,
+      the mesh's own conformal map.
+
+    Works with ``torch.utils.data.DataLoader`` (worker processes included: the memory maps are
+    reopened after pickling) and ``DistributedSampler`` (it has ``__len__``).
+
+    Parameters
+    ----------
+    data : an opened split (:func:`load_cshrec11`).
+    split : "train", "test" or "all".
+    views : view indices to serve (default all, 0..num_views−1).
+    """
+
+    def __init__(self, data: CShrec11, split: Literal["train", "test", "all"] = "train",
+                 views: Sequence[int] | None = None):
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        self.data = data
+        self.split = split
+        self.meshes = {"train": data.train_index, "test": data.test_index,
+                       "all": np.arange(len(data.mesh_names))}[split].astype(np.int64)
+        self.views = np.arange(data.num_views) if views is None else np.asarray(views, dtype=np.int64)
+        if self.views.ndim != 1 or (self.views.size and not (0 <= self.views.min() and self.views.max() < data.num_views)):
+            raise ValueError(f"views must be indices in 0..{data.num_views - 1}, got {views!r}")
+        self._mobius: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.meshes) * len(self.views)
+
+    def _mobius_of(self, mesh: int) -> np.ndarray:
+        """(num_views, 2, 2) complex: the identity, then the mesh's stored Möbius matrices."""
+        if mesh not in self._mobius:
+            stored = np.asarray(self.data.extras(mesh)["mobius"], dtype=np.complex128)
+            self._mobius[mesh] = np.concatenate([np.eye(2, dtype=np.complex128)[None], stored])
+        return self._mobius[mesh]
+
+    def __getitem__(self, i: int) -> tuple[Any, Any, Any]:
+        # torch is imported here, not at module top: the builder's spawned workers import this
+        # module and need no torch
+        import torch
+
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} out of range for {len(self)} (mesh, view) pairs")
+        i %= len(self)
+        mesh, view = int(self.meshes[i // len(self.views)]), int(self.views[i % len(self.views)])
+        x = self.data.views(mesh, view)[0, 0]
+        return (torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(int(self.data.labels[mesh])),
+                torch.from_numpy(self._mobius_of(mesh)[view].copy()))
 
 
 # ============================================================================ figure

@@ -130,11 +130,13 @@ def warp_images(x: torch.Tensor, A: torch.Tensor | np.ndarray,
         NIso reference) or a (B,) tensor.
     snap : source coordinates within this many pixels of a pixel centre are snapped to it.
 
-    Source coordinates are computed in float64 for float64 images and in float32 otherwise.
-
     Returns
     -------
     (B, C, H, W) tensor of ``x``'s dtype and device; differentiable with respect to ``x``.
+
+    Notes
+    -----
+    Source coordinates are computed in float64 for float64 images and in float32 otherwise.
     """
     if x.ndim != 4:
         raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(x.shape)}")
@@ -226,7 +228,7 @@ class HomNISTTestSet:
     ----------
     images : (N, 40, 40) float32 in [0, 1], background 0.
     labels : (N,) int64.
-    homographies : (N, 3, 3) float64 pull-back matrices: images[k](p) = digit(homographies[k] p).
+    homographies : (N, 3, 3) float64 pull-back matrices: ``images[k](p) = digit(homographies[k] p)``.
     digit_index : (N,) int64 index of the source digit in the MNIST test set.
     manifest : the build manifest (parameters, counts, checksums).
     path : the cache file holding the arrays, or None.
@@ -246,10 +248,15 @@ class HomNISTTestSet:
         return {"images": self.images, "labels": self.labels,
                 "homographies": self.homographies, "digit_index": self.digit_index}
 
-    def torch_dataset(self) -> torch.utils.data.TensorDataset:
-        """A TensorDataset of (image (1, 40, 40) float32, label int64) sharing memory."""
+    def torch_dataset(self, *, homographies: bool = False) -> torch.utils.data.TensorDataset:
+        """A TensorDataset of (image (1, 40, 40) float32, label int64), sharing memory with the arrays;
+        with ``homographies=True`` each item also carries its (3, 3) float64 pull-back homography
+        (``image(p) = digit(H p)``). Works with ``DataLoader`` and ``DistributedSampler``."""
         images = torch.from_numpy(np.ascontiguousarray(self.images))[:, None]
         labels = torch.from_numpy(np.ascontiguousarray(self.labels))
+        if homographies:
+            return torch.utils.data.TensorDataset(images, labels,
+                                                  torch.from_numpy(np.ascontiguousarray(self.homographies)))
         return torch.utils.data.TensorDataset(images, labels)
 
 
@@ -429,7 +436,7 @@ def load_homnist_mat(path: str | os.PathLike, per_digit: int = 32) -> HomNISTTes
     """Read the original ``homNIST_test.mat`` (lemacdonald/equivariant-convolutions).
 
     Labels are flattened to (N,) int64 (``loadmat`` returns (N, 1): ``niso-reference.md`` §7
-    item 7). The file stores the push-forward matrices u (images[k](p) = digit(u⁻¹ p)); they are
+    item 7). The file stores the push-forward matrices u (``images[k](p) = digit(u⁻¹ p)``); they are
     inverted here to this module's pull-back convention. ``digit_index`` assumes the file's
     digit-major layout with ``per_digit`` warps per digit.
     """

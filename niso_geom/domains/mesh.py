@@ -219,3 +219,38 @@ class TriMesh(Domain):
         if t is not None:
             V = V + np.asarray(t, dtype=np.float64)
         return TriMesh(V, self.faces, name=self.name, laplacian=self.laplacian, symmetry=self.symmetry)
+
+    # --- trimesh interop --------------------------------------------------------------------
+    def __new__(cls, *args: Any, **kwargs: Any) -> TriMesh:  # noqa: PYI034 (Self needs Python 3.11)
+        if _is_trimesh(args[0] if args else kwargs.get("vertices")):
+            raise TypeError("TriMesh(vertices, faces) takes arrays; for a trimesh.Trimesh use "
+                            "TriMesh.from_trimesh(mesh)")
+        return super().__new__(cls)
+
+    @classmethod
+    def from_trimesh(cls, mesh: Any, **kw: Any) -> TriMesh:
+        """A TriMesh with a ``trimesh.Trimesh``'s vertices and faces, exactly (no merging or reordering).
+
+        Parameters
+        ----------
+        mesh : trimesh.Trimesh; a ``trimesh.Scene`` must be flattened first (``scene.to_mesh()``).
+        **kw : ``name`` (default: the source file name trimesh recorded, else "trimesh"), ``laplacian``.
+        """
+        if not _is_trimesh(mesh):
+            kind = f"{type(mesh).__module__}.{type(mesh).__qualname__}"
+            hint = " (flatten a Scene with scene.to_mesh())" if type(mesh).__name__ == "Scene" else ""
+            raise TypeError(f"from_trimesh needs a trimesh.Trimesh, got {kind}{hint}")
+        name = kw.pop("name", None) or (mesh.metadata or {}).get("file_name") or "trimesh"
+        return cls(np.asarray(mesh.vertices), np.asarray(mesh.faces), name=name, **kw)
+
+    def to_trimesh(self) -> Any:
+        """A ``trimesh.Trimesh`` with copies of these vertices and faces (``process=False``: same order)."""
+        import trimesh  # as in geometry.mesh_io: only the interop needs it
+
+        return trimesh.Trimesh(vertices=self.vertices.copy(), faces=self.faces.copy(), process=False,
+                               metadata={"name": self.name})
+
+
+def _is_trimesh(obj: Any) -> bool:
+    """True for a ``trimesh.Trimesh`` (or subclass), checked without importing trimesh."""
+    return any(c.__name__ == "Trimesh" and c.__module__.startswith("trimesh") for c in type(obj).__mro__)

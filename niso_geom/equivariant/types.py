@@ -7,8 +7,13 @@ A ``SpectralType`` says how the K axis splits into eigenspace blocks, the way e3
 operator acts on the coefficients by a block-diagonal orthogonal matrix, one block per
 eigenspace.
 
-String form: ``"1x1+3x2+5x1"`` is *multiplicity* x *block dimension*: one 1-dim block, then
-three 2-dim blocks, then five 1-dim blocks (K = 1 + 6 + 5 = 12). A bare ``"3"`` means ``"1x3"``.
+String form: ``"1x[1]+3x[2]+5x[1]"`` is *multiplicity* x [*block dimension*]: one 1-dim block,
+then three 2-dim blocks, then five 1-dim blocks (K = 1 + 6 + 5 = 12); ``"[3]"`` means ``"1x[3]"``.
+The brackets keep it apart from e3nn's irreps, where ``"3x1o"`` is three vectors (*degree* 1,
+dim 3 each). The bracket-free form of earlier versions (``"1x1+3x2"``, ``"3"``) is still read — e3nn
+never accepts it, so it cannot be an irreps string — but ``str`` writes brackets. Strings with a
+parity letter (``"1x0e"``) are refused with a pointer to :meth:`SpectralType.from_irreps`; e3nn
+interop is :meth:`SpectralType.from_irreps` / :meth:`SpectralType.to_irreps`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ __all__ = [
     "random_rotation",
 ]
 
-_TERM_RE = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(\d+)\s*$")
+_TERM_RE = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(?:\[\s*(\d+)\s*\]|(\d+))\s*$")
+_IRREP_TERM_RE = re.compile(r"^\s*(?:\d+\s*x\s*)?\d+\s*[eoy]\s*$")  # e3nn: "3x1o", "0e"
+
+Parity = int | str
 
 WignerD = Callable[[int, Tensor], Tensor]
 """``wigner_D(l, R) -> (..., 2l+1, 2l+1)``: degree-l rotation matrix for rotations R (..., 3, 3)."""
@@ -42,7 +50,7 @@ class SpectralTerm(NamedTuple):
     dim: int
 
     def __str__(self) -> str:
-        return f"{self.mul}x{self.dim}"
+        return f"{self.mul}x[{self.dim}]"
 
 
 def _as_size(size: Sequence[int] | int | None) -> tuple[int, ...]:
@@ -156,17 +164,19 @@ class SpectralType:
     Parameters
     ----------
     spec : str, SpectralType or iterable of (mul, dim) pairs
-        ``"1x1+3x2+5x1"``; ``""`` or ``None`` gives the empty type.
+        ``"1x[1]+3x[2]+5x[1]"``; ``""`` or ``None`` gives the empty type.
 
     Examples
     --------
-    >>> t = SpectralType("1x1+3x2+5x1")
+    >>> t = SpectralType("1x[1]+3x[2]+5x[1]")
     >>> t.dim, t.num_blocks, t.blocks
     (12, 9, (1, 2, 2, 2, 1, 1, 1, 1, 1))
     >>> SpectralType.sphere(2)
-    SpectralType('1x1+1x3+1x5')
-    >>> SpectralType.from_evals([0.0, 2.0, 2.0, 2.0, 6.0]) == SpectralType("1x1+1x3+1x1")
+    SpectralType('1x[1]+1x[3]+1x[5]')
+    >>> SpectralType.from_evals([0.0, 2.0, 2.0, 2.0, 6.0]) == SpectralType("1x[1]+1x[3]+1x[1]")
     True
+    >>> SpectralType.from_irreps("2x0e+3x1o")
+    SpectralType('2x[1]+3x[3]')
     """
 
     __slots__ = ("_terms", "_blocks", "_hash")
@@ -201,21 +211,28 @@ class SpectralType:
             return ()
         terms = []
         for part in s.split("+"):
+            if _IRREP_TERM_RE.match(part):
+                raise ValueError(
+                    f"SpectralType term {part!r} in {s!r} is written like e3nn irreps (MULx<degree><parity>, "
+                    f"where '3x1o' is three 3-dim vectors); a SpectralType string gives block dimensions in "
+                    f"brackets ('3x[3]' is three 3-dim blocks). Use SpectralType.from_irreps({s!r}) to convert"
+                )
             m = _TERM_RE.match(part)
             if m is None:
                 raise ValueError(
                     f"cannot parse SpectralType term {part!r} in {s!r}; "
-                    f"expected 'MULxDIM', e.g. '3x2'"
+                    f"expected 'MULx[DIM]' (MUL blocks of dimension DIM), e.g. '3x[2]'"
                 )
             mul = int(m.group(1)) if m.group(1) is not None else 1
-            terms.append(cls._term((mul, int(m.group(2)))))
+            dim = m.group(2) if m.group(2) is not None else m.group(3)
+            terms.append(cls._term((mul, int(dim))))
         return tuple(terms)
 
     @classmethod
     def from_block_sizes(cls, sizes: Iterable[int]) -> SpectralType:
         """Type with the given block dimensions in order; equal neighbours share a term.
 
-        ``from_block_sizes([1, 3, 3, 1])`` is ``"1x1+2x3+1x1"``.
+        ``from_block_sizes([1, 3, 3, 1])`` is ``"1x[1]+2x[3]+1x[1]"``.
         """
         terms: list[list[int]] = []
         for d in sizes:
@@ -232,6 +249,73 @@ class SpectralType:
         if lmax < 0:
             raise ValueError(f"lmax must be >= 0, got {lmax}")
         return cls([(1, 2 * l + 1) for l in range(lmax + 1)])
+
+    @classmethod
+    def from_irreps(cls, irreps: Any) -> SpectralType:
+        """The block structure of e3nn irreps: each ``MUL x (l, p)`` term gives MUL blocks of dim 2l+1.
+
+        Terms stay one-to-one (not simplified) so that :meth:`to_irreps` with the same parities
+        gives the irreps back; the parities themselves are not part of a SpectralType.
+
+        Parameters
+        ----------
+        irreps : e3nn.o3.Irreps, str (``"2x0e+3x1o"``) or anything ``o3.Irreps`` accepts
+
+        Examples
+        --------
+        >>> SpectralType.from_irreps("1x0e+3x1o+1x2e")
+        SpectralType('1x[1]+3x[3]+1x[5]')
+        """
+        # e3nn is imported here, not at module top: only the interop needs it (a leaf use)
+        from e3nn import o3
+
+        try:
+            parsed = o3.Irreps(irreps)
+        except Exception as exc:  # e3nn raises ValueError / AssertionError on bad strings
+            raise ValueError(f"cannot read {irreps!r} as e3nn irreps ({exc})") from exc
+        return cls([(mul, ir.dim) for mul, ir in parsed])
+
+    def to_irreps(self, parity: Parity | Sequence[Parity] = "sh") -> Any:
+        """e3nn irreps with the same layout: the term ``MULx[2l+1]`` becomes ``MUL x l`` + parity.
+
+        Parameters
+        ----------
+        parity : "sh", "e", "o", 1, -1, or one of those per term
+            "sh" (default): (−1)^l, the parity of spherical harmonics (``o3.Irreps.spherical_harmonics``);
+            "e" / 1: even; "o" / -1: odd; a sequence gives each term's parity (exact round trips of
+            :meth:`from_irreps`).
+
+        Returns
+        -------
+        e3nn.o3.Irreps of dimension ``self.dim``
+
+        Raises
+        ------
+        ValueError
+            If a block has even dimension (no degree l with 2l+1 = dim), or the parities do not match
+            the terms.
+        """
+        # e3nn is imported here, not at module top: only the interop needs it (a leaf use)
+        from e3nn import o3
+
+        even = [t for t in self._terms if t.dim % 2 == 0]
+        if even:
+            raise ValueError(
+                f"{self} has blocks of even dimension ({even[0]}): e3nn irreps have dimension 2l+1"
+            )
+        if isinstance(parity, (str, int)):
+            parities = [parity] * len(self._terms)
+        else:
+            parities = list(parity)
+            if len(parities) != len(self._terms):
+                raise ValueError(
+                    f"got {len(parities)} parities for the {len(self._terms)} terms of {self}"
+                )
+        out = []
+        for term, p in zip(self._terms, parities):
+            l = (term.dim - 1) // 2
+            out.append((term.mul, (l, _parity_sign(p, l))))
+        return o3.Irreps(out)
 
     @classmethod
     def from_evals(
@@ -359,7 +443,7 @@ class SpectralType:
     ) -> Tensor:
         """Standard normal tensor with ``-1`` in ``size`` replaced by K.
 
-        ``SpectralType("2x3").randn(8, -1, 16)`` has shape (8, 6, 16).
+        ``SpectralType("2x[3]").randn(8, -1, 16)`` has shape (8, 6, 16).
         """
         if sum(1 for s in size if s == -1) != 1:
             raise ValueError(f"size must contain exactly one -1 placeholder for K, got {size}")
@@ -502,6 +586,16 @@ class SpectralType:
 
     def __repr__(self) -> str:
         return f"SpectralType({str(self)!r})"
+
+
+def _parity_sign(p: Parity, l: int) -> int:
+    """+1 / −1 for a parity given as "sh" ((−1)^l), "e", "o", 1 or −1."""
+    if p == "sh":
+        return (-1) ** l
+    table = {"e": 1, "o": -1, 1: 1, -1: -1}
+    if isinstance(p, bool) or p not in table:
+        raise ValueError(f"parity must be 'sh', 'e', 'o', 1 or -1, got {p!r}")
+    return table[p]
 
 
 def _check_dim(x: Tensor, t: SpectralType, what: str = "input") -> None:

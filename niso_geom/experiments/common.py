@@ -15,6 +15,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -46,25 +48,58 @@ C = TypeVar("C")
 
 
 def coerce_field(field: dataclasses.Field, value: Any) -> Any:
-    """Parse a string override for ``field`` (ints, floats, bools, tuples, optional values)."""
+    """Parse a string override for ``field`` by its type hint (int, float, bool, str, ``X | None``,
+    ``tuple[int, ...]``, ``Literal[...]``); non-strings pass through, unknown types stay strings."""
     if not isinstance(value, str):
         return value
-    kind = str(field.type)
-    text = value.strip()
-    if "None" in kind and text.lower() in ("none", "null", ""):
-        return None
-    if "tuple" in kind:
-        return tuple(int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip())
-    if "bool" in kind:
-        if text.lower() in ("1", "true", "yes", "on"):
+    hint = field.type
+    if isinstance(hint, str):  # postponed annotations: resolve with the names a config field may use
+        holder = type("_Hint", (), {"__annotations__": {"x": hint}})
+        try:
+            hint = typing.get_type_hints(holder, globalns=dict(vars(typing)))["x"]
+        except (NameError, TypeError, SyntaxError):
+            return value  # a type no override string can spell (e.g. an array): keep the text
+    return _parse_as(hint, value.strip(), field.name, value)
+
+
+_NONE_WORDS = ("none", "null", "")
+_TRUE_WORDS, _FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse_as(hint: Any, text: str, name: str, raw: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and text.lower() in _NONE_WORDS:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _parse_as(arg, text, name, raw)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError("; ".join(errors))
+    if origin is typing.Literal:
+        for option in args:
+            if str(option) == text:
+                return option
+        raise ValueError(f"{name}: expected one of {list(args)}, got {raw!r}")
+    if origin is tuple:
+        items = [v for v in text.replace("(", "").replace(")", "").split(",") if v.strip()]
+        kinds = [args[0]] * len(items) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(kinds) != len(items):
+            raise ValueError(f"{name}: expected {len(kinds)} comma-separated values, got {raw!r}")
+        return tuple(_parse_as(k, v.strip(), name, raw) for k, v in zip(kinds, items))
+    if hint is bool:
+        if text.lower() in _TRUE_WORDS:
             return True
-        if text.lower() in ("0", "false", "no", "off"):
+        if text.lower() in _FALSE_WORDS:
             return False
-        raise ValueError(f"{field.name}: expected a boolean, got {value!r}")
-    if "int" in kind:
-        return int(text)
-    if "float" in kind:
-        return float(text)
+        raise ValueError(f"{name}: expected a boolean, got {raw!r}")
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise ValueError(f"{name}: expected {hint.__name__}, got {raw!r}") from None
     return text
 
 

@@ -157,6 +157,8 @@ class NIsoAutoencoder(_LatentCodec):
     amp_dtype : autocast dtype of the encoder/decoder (None: full precision); see
         :func:`resolve_amp_dtype`.
 
+    Notes
+    -----
     Loss methods return a dict of 0-d tensors: ``loss`` (the objective), ``recon``, ``equiv``,
     ``mult`` (every term is computed and logged, also when its weight is 0).
     """

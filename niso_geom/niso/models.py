@@ -153,7 +153,9 @@ def pad_domain(
     sphere_grid : ``"cell"`` (cell-centred rows) or ``"poles"`` (first and last rows are the
         poles); only used by ``"sphere"``. See the module docstring for the exact rule.
 
-    Returns a tensor of shape ``(..., H + 2 p_h, W + 2 p_w)``.
+    Returns
+    -------
+    Tensor of shape ``(..., H + 2 p_h, W + 2 p_w)``.
     """
     _check_mode(mode, sphere_grid)
     ph, pw = _pair(pad)

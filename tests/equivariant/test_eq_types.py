@@ -29,7 +29,7 @@ def test_parse_errors(bad):
         SpectralType(bad)
 
 
-@pytest.mark.parametrize("s", ["1x1+3x2+5x1", "1x1+1x3+1x5", "2x4", "0x3+1x1", ""])
+@pytest.mark.parametrize("s", ["1x[1]+3x[2]+5x[1]", "1x[1]+1x[3]+1x[5]", "2x[4]", "0x[3]+1x[1]", ""])
 def test_round_trips(s):
     t = SpectralType(s)
     assert str(t) == s
@@ -59,7 +59,7 @@ def test_immutable():
 
 def test_sphere():
     t = SpectralType.sphere(3)
-    assert str(t) == "1x1+1x3+1x5+1x7"
+    assert str(t) == "1x[1]+1x[3]+1x[5]+1x[7]"
     assert t.dim == 16 and t.degrees == (0, 1, 2, 3) and t.is_sphere_aligned
     assert not SpectralType("1x2").is_sphere_aligned
     with pytest.raises(ValueError):
