@@ -18,6 +18,7 @@ import math
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "aggregate",
     "coerce_field",
     "config_digest",
+    "finished_result",
     "make_config",
     "markdown_table",
     "pct",
@@ -210,3 +212,15 @@ def markdown_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def finished_result(path: Path, digest: str) -> dict[str, Any] | None:
+    """The record in ``path`` (a method's ``result.json``) if it exists, reads and was made with the
+    config ``digest``; None otherwise (the method then runs, or resumes from its checkpoints)."""
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("config_digest") == digest else None

@@ -17,7 +17,6 @@ updates of ``head_batch`` labelled views (random views as the paper, or with
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from niso_geom.experiments.common import aggregate
+from niso_geom.experiments.common import aggregate, finished_result
 from niso_geom.runio import append_jsonl, write_json
 from niso_geom.train import distributed, pretrain, resolve_device
 
@@ -82,10 +81,8 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
     """
     out = Path(out_dir)
     result_path = out / "result.json"
-    if resume and result_path.is_file():
-        rec = json.loads(result_path.read_text())
-        if rec.get("config_digest") == cfg.digest():
-            return rec
+    if resume and (rec := finished_result(result_path, cfg.digest())) is not None:
+        return rec
     info = method_info(method)
     dev = pick_device(device)
     ctx = MethodContext(cfg, seed, data, dev, progress)

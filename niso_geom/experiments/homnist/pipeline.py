@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from niso_geom.data.homnist import HomographyPairSampler, warp_images
-from niso_geom.experiments.common import Classifier, TensorBatches
+from niso_geom.experiments.common import Classifier, TensorBatches, finished_result
 from niso_geom.experiments.homnist.config import HomNISTConfig
 from niso_geom.experiments.homnist.data import HomNISTData, HomographyViews, to_dual, unit_to_dual
 from niso_geom.experiments.homnist.methods import method_spec
@@ -86,10 +85,8 @@ def run_method(cfg: HomNISTConfig, method: str, seed: int, out_dir: str | os.Pat
     """
     out = Path(out_dir)
     result_path = out / "result.json"
-    if resume and result_path.is_file():
-        rec = json.loads(result_path.read_text())
-        if rec.get("config_digest") == cfg.digest():
-            return rec
+    if resume and (rec := finished_result(result_path, cfg.digest())) is not None:
+        return rec
     spec = method_spec(cfg, method)
     dev = resolve_device(device)
     digits, labels = data.train

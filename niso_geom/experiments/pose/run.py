@@ -7,7 +7,6 @@ is skipped and unfinished training continues from its last checkpoint.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -21,6 +20,7 @@ import torch
 
 from niso_geom.data.pose_pairs import PosePairs
 from niso_geom.domains.sphere import SphereGrid
+from niso_geom.experiments.common import finished_result
 from niso_geom.experiments.pose.config import PoseConfig, build_grid, validate
 from niso_geom.experiments.pose.data import PairBatches, build_pairs
 from niso_geom.experiments.pose.evaluation import (
@@ -50,10 +50,8 @@ def run_method(cfg: PoseConfig, method: str, seed: int, out_dir: str | os.PathLi
     setup_method = METHODS[method]  # an unknown name raises, listing the known ones
     out = Path(out_dir)
     result_path = out / "result.json"
-    if resume and result_path.is_file():
-        rec = json.loads(result_path.read_text())
-        if rec.get("config_digest") == cfg.digest():
-            return {**rec, "resumed": True}
+    if resume and (rec := finished_result(result_path, cfg.digest())) is not None:
+        return {**rec, "resumed": True}
     dev = resolve_device(device)
     t0 = time.perf_counter()
 

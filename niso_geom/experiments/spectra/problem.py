@@ -12,6 +12,7 @@ Signals: band-limited random fields with a natural-image power law (default) or 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,7 @@ def build_problem(cfg: SpectraConfig, data_root: str | None = None) -> Problem:
         truth = dom.eigenbasis(n_truth, cache=False)
         sizes = [2 * l + 1 for l in range(L + 2)]
         starts = np.cumsum([0] + sizes)
-        spaces = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:]) if b <= n_truth]
+        spaces = [np.arange(a, b) for a, b in itertools.pairwise(starts) if b <= n_truth]
         sampler = SpherePairs(dom.points, cfg.channels, lmax=cfg.lmax, alpha=cfg.alpha, images=images)
         # icosahedral symmetries map the icosphere's vertices onto themselves: exact permutations
         return Problem(dom, truth, spaces, sampler, dom.generators(), reference_mass=dom.mass)

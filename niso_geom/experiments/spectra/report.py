@@ -66,8 +66,8 @@ def write_report(out: Path, op: LearnedOperator, problem: Problem, cfg: SpectraC
     except ImportError as exc:  # matplotlib missing
         log.warning("figures skipped: %s", exc)
     lines = [f"# Spectra run: {cfg.domain} ({cfg.preset} preset)", "",
-             f"Domain: `{problem.domain!r}`, N = {problem.domain.n}, K = {cfg.k}, signals: {cfg.signals}, "
-             f"{cfg.steps} steps.", "", "| metric | value |", "|---|---|"]
+             (f"Domain: `{problem.domain!r}`, N = {problem.domain.n}, K = {cfg.k}, signals: {cfg.signals}, "
+              f"{cfg.steps} steps."), "", "| metric | value |", "|---|---|"]
     for k in SUMMARY_KEYS:
         if k in report and report[k] is not None:
             v = report[k]
