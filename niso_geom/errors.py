@@ -25,3 +25,15 @@ class NoAnalyticBasisError(NisoGeomError, NotImplementedError):
 
 class RunDirError(NisoGeomError, ValueError):
     """A run directory cannot be resumed (different configuration, missing checkpoint, ...)."""
+
+
+class CacheError(NisoGeomError, ValueError):
+    """A cache operation was refused (e.g. a namespace that would reach outside the cache root)."""
+
+
+class UsageError(NisoGeomError, ValueError):
+    """A command-line flag or argument has a value that cannot be used; the message names both."""
+
+
+class NumericalError(NisoGeomError, ArithmeticError):
+    """An input to a numerical routine is non-finite, or a result would be silently wrong."""

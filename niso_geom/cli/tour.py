@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from niso_geom.cli._common import add_data_root, format_table, write_json
+from niso_geom.cli._common import add_data_root, check_output_folder, format_table, write_json
+from niso_geom.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +36,9 @@ def cmd_tour(args: argparse.Namespace) -> int:
     from niso_geom import plotting
     from niso_geom.cli.domain import reference_spectrum
 
+    if args.k < 1:
+        raise UsageError(f"-k {args.k}: the number of eigenpairs must be ≥ 1")
+    check_output_folder(args.out)
     rows, report = [], {}
     for label, dom in _tour(args.data_root):
         t0 = time.perf_counter()
@@ -54,7 +58,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
                      "-" if ref is None else f"{err:.2e}"])
         report[slug] = {"domain": dom.describe(), "seconds": secs, "evals": eb.evals, "reference": ref,
                         "reference_kind": ref_name, "max_rel_error": err}
-    print(format_table(rows, ["domain", "N", "seconds", f"λ1..4 numeric", "λ1..4 analytic", f"max rel. err (k={args.k})"]))
+    print(format_table(rows, ["domain", "N", "seconds", "λ1..4 numeric", "λ1..4 analytic", f"max rel. err (k={args.k})"]))
     write_json(args.out / "tour.json", report)
     print(f"figures and tour.json in {args.out}")
     return 0

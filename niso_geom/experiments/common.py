@@ -45,12 +45,41 @@ C = TypeVar("C")
 # --------------------------------------------------------------------------------------------
 
 
+# int fields used as divisors (``step % every``) by every experiment: 0 or less is refused
+DIVISOR_FIELDS = ("checkpoint_every", "log_every")
+
+
 def coerce_field(field: dataclasses.Field, value: Any) -> Any:
-    """Parse a string override for ``field`` (ints, floats, bools, tuples, optional values)."""
-    if not isinstance(value, str):
-        return value
+    """Parse a string override for ``field`` (ints, floats, bools, tuples, optional values).
+
+    A value that does not parse, a NaN or infinite float, or a divisor field
+    (:data:`DIVISOR_FIELDS`) below 1 raises ValueError naming the key and the value.
+    """
     kind = str(field.type)
-    text = value.strip()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = _parse_text(field, kind, text)
+        except ValueError as exc:
+            if str(exc).startswith(f"{field.name}="):
+                raise
+            raise ValueError(f"{field.name}={value!r}: expected {_expected(kind)}") from exc
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field.name}={value!r}: must be a finite number")
+    if field.name in DIVISOR_FIELDS and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        raise ValueError(f"{field.name}={value!r}: must be ≥ 1 (a number of steps)")
+    return value
+
+
+def _expected(kind: str) -> str:
+    for word, text in (("tuple", "comma-separated integers"), ("bool", "a boolean (true/false)"),
+                       ("int", "an integer"), ("float", "a number")):
+        if word in kind:
+            return text + (" or None" if "None" in kind else "")
+    return "a value"
+
+
+def _parse_text(field: dataclasses.Field, kind: str, text: str) -> Any:
     if "None" in kind and text.lower() in ("none", "null", ""):
         return None
     if "tuple" in kind:
@@ -60,7 +89,7 @@ def coerce_field(field: dataclasses.Field, value: Any) -> Any:
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{field.name}: expected a boolean, got {value!r}")
+        raise ValueError(f"{field.name}={text!r}: expected a boolean (true/false)")
     if "int" in kind:
         return int(text)
     if "float" in kind:
