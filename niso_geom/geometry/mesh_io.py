@@ -66,7 +66,7 @@ def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     else:
         V, F = _load_trimesh(path)
         polygons = [F]
-    V = np.asarray(V, dtype=np.float64).reshape(-1, 3)
+    V = np.asarray(V, dtype=np.float64)
     F = triangulate_polygons(V, polygons, name=str(path))
     V, F = check_arrays(V, F, name=str(path))
     if suffix == ".stl":
@@ -86,6 +86,8 @@ def _load_trimesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if faces is None or len(faces) == 0:
         raise MeshError(f"{path}: no triangle faces found")
     V = np.asarray(mesh.vertices, dtype=np.float64)
+    if V.ndim != 2 or V.shape[1] != 3:  # e.g. a vertex line trimesh split into 2 or 4 values
+        raise MeshError(f"{path}: vertices could not be read as (x, y, z) triples (got shape {V.shape})")
     F = np.asarray(faces)
     if F.ndim != 2 or F.shape[1] != 3:
         raise MeshError(f"{path}: faces could not be read as triangles (shape {F.shape})")

@@ -16,11 +16,12 @@ import scipy.sparse as sp
 
 from niso_geom.errors import MeshError
 
-# Coordinates: the bounding box's longest side D must lie in [MIN_SPAN, MAX_SPAN]. Areas scale as D²
-# and eigenvalues as 1/D², so beyond 1e±100 float64 overflows or underflows on the way (1e200
-# gives inf areas and a NaN mass). Such meshes are refused, not rescaled: the eigenvalues the
-# caller asked for depend on the scale, and dividing the coordinates is the caller's one-line fix.
-MIN_SPAN, MAX_SPAN = 1e-100, 1e100
+# Coordinates: the bounding box's longest side D must lie in [MIN_SPAN, MAX_SPAN]. Areas scale as
+# D², their norms square them again (D⁴) and eigenvalues scale as 1/D², so beyond about 1e±77
+# float64 overflows or underflows on the way (1e200 gives inf areas and a NaN mass; 1e-90 gives
+# zero areas). Such meshes are refused, not rescaled: the eigenvalues the caller asked for depend
+# on the scale, and dividing the coordinates is the caller's one-line fix.
+MIN_SPAN, MAX_SPAN = 1e-60, 1e60
 # The span must also be resolvable at the coordinates' magnitude (a mesh 1e-13 across placed
 # at 1e3 has edge vectors made of rounding error).
 MIN_RELATIVE_SPAN = 1e-9
@@ -119,12 +120,14 @@ def check_scale(V: np.ndarray, *, name: str = "mesh") -> None:
         raise MeshError(f"{name}: the coordinates span {span:.3g} (bounding box's longest side); areas would overflow"
                         f" float64. Rescale the mesh to a span between {MIN_SPAN:g} and {MAX_SPAN:g}"
                         f" (e.g. divide the coordinates by {span:.0e})")
-    if len(V) > 1 and span < MIN_SPAN:
-        raise MeshError(f"{name}: the coordinates span only {span:.3g} (bounding box's longest side); areas would"
-                        f" underflow float64. Rescale the mesh to a span between {MIN_SPAN:g} and {MAX_SPAN:g}")
+    if len(V) > 1 and span == 0.0:
+        raise MeshError(f"{name}: all {len(V)} vertices have the same coordinates {V[0].tolist()}")
     if len(V) > 1 and span < MIN_RELATIVE_SPAN * magnitude:
         raise MeshError(f"{name}: the coordinates span {span:.3g} at a distance {magnitude:.3g} from the origin;"
                         " float64 cannot resolve the edges there. Centre the mesh (subtract its mean) first")
+    if len(V) > 1 and span < MIN_SPAN:
+        raise MeshError(f"{name}: the coordinates span only {span:.3g} (bounding box's longest side); areas would"
+                        f" underflow float64. Rescale the mesh to a span between {MIN_SPAN:g} and {MAX_SPAN:g}")
 
 
 def validate_mesh(V: np.ndarray, F: np.ndarray, *, name: str = "mesh", area_eps: float = 0.0) -> MeshReport:
