@@ -6,7 +6,7 @@ Two sources, one output format: images (N, 784) float32 in [0, 1] (row-major 28Ã
 * :func:`load_mnist` reads ``mnist/mnist.pkl.gz`` from the shared data root (located and
   sha256-verified by :func:`niso_geom.shared_data.data_file`) with a restricted unpickler
   (:class:`ArraysOnlyUnpickler`): the only globals it resolves are the three NumPy names a
-  pickled array needs (``_reconstruct``, ``ndarray``, ``dtype``), so a replaced file carrying a
+  pickled array needs (``_reconstruct``, ``ndarray``, ``dtype``; and ``_codecs.encode`` for bytes), so a replaced file carrying a
   ``__reduce__`` payload is refused before any of its code runs (a matching checksum is no
   protection when the file and ``SHA256SUMS`` sit in the same writable folder). The result must
   be three (images, labels) pairs of numeric arrays. Splits: ``"train"`` (50,000),
@@ -57,12 +57,13 @@ class ArraysOnlyUnpickler(pickle.Unpickler):
 
     Any other global (``os.system``, ``builtins.eval``, ...) raises ``pickle.UnpicklingError``
     naming it, before it is called. Allowed: ``numpy.core.multiarray._reconstruct`` (also its
-    NumPy 2 home ``numpy._core.multiarray``), ``numpy.ndarray`` and ``numpy.dtype``; arrays of
-    ``object`` dtype are refused by the caller.
+    NumPy 2 home ``numpy._core.multiarray``), ``numpy.ndarray``, ``numpy.dtype`` and
+    ``_codecs.encode`` (text to bytes); arrays of ``object`` dtype are refused by the caller.
     """
 
     ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                         ("numpy", "ndarray"), ("numpy", "dtype")})
+                         ("numpy", "ndarray"), ("numpy", "dtype"),
+                         ("_codecs", "encode")})  # how Python 3 writes bytes at protocol 2: str -> bytes
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:

@@ -56,6 +56,7 @@ def coerce_field(field: dataclasses.Field, value: Any) -> Any:
     (:data:`DIVISOR_FIELDS`) below 1 raises ValueError naming the key and the value.
     """
     kind = str(field.type)
+    raw = value
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -65,9 +66,9 @@ def coerce_field(field: dataclasses.Field, value: Any) -> Any:
                 raise
             raise ValueError(f"{field.name}={value!r}: expected {_expected(kind)}") from exc
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{field.name}={value!r}: must be a finite number")
+        raise ValueError(f"{field.name}={raw!r}: must be a finite number")
     if field.name in DIVISOR_FIELDS and isinstance(value, int) and not isinstance(value, bool) and value < 1:
-        raise ValueError(f"{field.name}={value!r}: must be ≥ 1 (a number of steps)")
+        raise ValueError(f"{field.name}={value}: must be ≥ 1 (a number of steps)")
     return value
 
 
