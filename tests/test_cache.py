@@ -1,7 +1,13 @@
+import logging
+import os
+import time
+
 import numpy as np
 import pytest
 
-from niso_geom.cache import DiskCache, content_key
+from niso_geom.cache import STALE_TMP_SECONDS, DiskCache, content_key
+from niso_geom.errors import CacheError
+from niso_geom.runio import TMP_PREFIX
 
 
 def test_keys_hash_dtype_shape_and_params():
@@ -47,13 +53,6 @@ def test_env_var_and_package_guard(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- owning only its entries
-import logging  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-
-from niso_geom.cache import STALE_TMP_SECONDS  # noqa: E402
-from niso_geom.errors import CacheError  # noqa: E402
-from niso_geom.runio import TMP_PREFIX  # noqa: E402
 
 
 @pytest.mark.parametrize("namespace", ["..", "../", "../x", "/tmp", "a/b", "a\\b", ".hidden", "", "x/.."])

@@ -73,8 +73,8 @@ def _describe(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, MemoryError):
         return f"out of memory ({exc or 'MemoryError'}); try a smaller size or resolution"
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, OSError):
+        return f"{exc.filename}: {exc.strerror or exc}" if exc.filename is not None else str(exc)
     return f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 

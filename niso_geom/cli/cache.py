@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     csub = p.add_subparsers(dest="cache_command", metavar="{info,clear}")
     csub.required = True
     for name, func, text in (("info", cmd_info, "entries and sizes per namespace"),
-                             ("clear", cmd_clear, "remove cached entries (only files the cache recognises "
-                                                  "as its own; anything else in the folder is left alone)")):
+                             ("clear", cmd_clear, ("remove cached entries (only files the cache recognises "
+                                                   "as its own; anything else in the folder is left alone)"))):
         c = csub.add_parser(name, help=text)
         c.add_argument("--cache-dir", default=None, help="cache root (default: $NISO_GEOM_CACHE_DIR or the user cache dir)")
         if name == "clear":
