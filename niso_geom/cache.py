@@ -252,21 +252,21 @@ class DiskCache:
                         elif _DATASET_MESH.fullmatch(f.name):
                             yield "dataset", f
 
-    def _foreign(self, ns: Path | None) -> list[Path]:
-        """Files under ``ns`` (or the root) the cache does not recognise (left alone)."""
-        base = ns if ns is not None else self.root
-        if not base.is_dir():
+    def _foreign(self, limit: int = 1000) -> list[Path]:
+        """Up to ``limit`` files in the root or its namespace folders that the cache does not own (left alone)."""
+        if not self.root.is_dir():
             return []
-        owned = set()
-        for n in ([ns] if ns is not None else self._namespaces(None)):
-            owned.update(p for _, p in self._owned(n))
-        out = []
-        for dirpath, _dirs, files in os.walk(base):  # does not follow symlinked folders
-            out.extend(Path(dirpath) / f for f in files if Path(dirpath) / f not in owned)
+        out = [p for p in _plain_files(self.root)]
+        for ns in self._namespaces(None):
+            owned = {p for _, p in self._owned(ns)}
+            for dirpath, _dirs, files in os.walk(ns):  # does not follow symlinked folders
+                out.extend(p for p in (Path(dirpath) / f for f in files) if p not in owned)
+                if len(out) >= limit:
+                    return sorted(out)[:limit]
         return sorted(out)
 
     def info(self) -> dict[str, Any]:
-        """Entries, bytes and temp files per namespace, and the files the cache does not own.
+        """Entries, bytes and temp files per namespace, and (up to 1000 of) the files the cache does not own.
 
         An entry is an array entry or a dataset folder; temp files are never entries.
         """
@@ -285,7 +285,7 @@ class DiskCache:
             if entries or tmp:
                 out["namespaces"][ns.name] = {"entries": entries, "bytes": size, "temp_files": tmp,
                                               "stale_temp_files": stale}
-        out["foreign_files"] = [str(p) for p in self._foreign(None)]
+        out["foreign_files"] = [str(p) for p in self._foreign()]
         return out
 
     def clear(self, namespace: str | None = None) -> int:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -1039,6 +1040,16 @@ def check_output_path(out_path: Path, input_path: Path) -> None:
         raise MeshError(f"{out_path}: the file exists and is not writable")
 
 
+def check_room(out_path: Path, need_bytes: int) -> None:
+    """Raise MeshError if the file system holding ``out_path`` has less than ``need_bytes`` free."""
+    folder = Path(out_path).resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise MeshError(f"{out_path}: needs about {need_bytes:,} bytes, only {free:,} are free in {folder}")
+
+
 def sphere_map_file(
     mesh_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -1068,6 +1079,7 @@ def sphere_map_file(
     check_output_path(out_path, mesh_path)
     name = kwargs.pop("name", str(mesh_path))
     V, F = check_arrays(*read_mesh(mesh_path), name=name)
+    check_room(out_path, 512 + 24 * len(V) + 13 * len(F))  # the PLY's size, before the map is computed
     index = None
     try:
         check_closed_genus0(V, F, name=name)

@@ -174,3 +174,18 @@ def test_write_then_read_round_trips(tmp_path, suffix):
     V2, F2 = read_mesh(path)
     np.testing.assert_allclose(V2[F2], V[F], atol=1e-6)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_sphere_map_checks_for_room_before_the_map(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from niso_geom.geometry import conformal
+
+    V, F = icosphere(1)
+    write_mesh(tmp_path / "in.ply", V, F)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 100, 100))
+    monkeypatch.setattr(conformal, "spherical_conformal_map", lambda *a, **k: pytest.fail("the map was computed"))
+    with pytest.raises(MeshError, match=r"out.ply: needs about 2,560 bytes, only 100 are free"):
+        sphere_map_file(tmp_path / "in.ply", tmp_path / "out.ply")
