@@ -1,0 +1,2 @@
+from niso_geom.cli import main
+raise SystemExit(main())
