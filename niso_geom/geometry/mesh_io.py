@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +66,9 @@ def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         V, polygons = _parse_ply(data, path)
     else:
         V, F = _load_trimesh(path)
-        polygons = [F]
+        polygons = [(np.arange(len(F)), F)]
     V = np.asarray(V, dtype=np.float64)
-    F = triangulate_polygons(V, polygons, name=str(path))
+    F = _triangulate(V, polygons, str(path))
     V, F = check_arrays(V, F, name=str(path))
     if suffix == ".stl":
         V, F, _ = weld_vertices(V, F)
@@ -112,57 +113,80 @@ def weld_vertices(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return V[np.sort(first)], index[F], index
 
 
-def triangulate_polygons(V: np.ndarray, polygons: list[np.ndarray], *, name: str = "mesh") -> np.ndarray:
-    """Fan-triangulate polygons: ``polygons`` is a list of (P, n) int arrays (one per size n ≥ 3,
-    in the order the triangles should come out). Returns (F, 3) int64.
+Groups = list[tuple[np.ndarray, np.ndarray]]  # [(file positions (P,), faces (P, n))], one entry per size n
 
-    A polygon whose fan triangles do not all face the same way as the polygon (non-convex,
-    or folded) raises :class:`MeshError` naming it; indices must be in range (checked here).
+
+def triangulate_polygons(V: np.ndarray, polygons: list[np.ndarray], *, name: str = "mesh") -> np.ndarray:
+    """Fan-triangulate polygons: ``polygons`` is a list of (P, n) int arrays (runs of faces with
+    n ≥ 3 corners, in file order). Returns (F, 3) int64, each face's triangles in file order.
+
+    Indices must be in range (checked here, naming the face). A polygon whose fan triangles do
+    not all face the same way as the polygon (non-convex, or folded) raises :class:`MeshError`
+    naming it.
     """
-    out, offset = [], 0
-    n_vertices = len(V)
+    groups, start = [], 0
     for P in polygons:
         P = np.asarray(P)
         if P.size == 0:
             continue
         if P.ndim != 2 or P.shape[1] < 3:
             raise MeshError(f"{name}: a face needs at least 3 corners, got {P.shape[1] if P.ndim == 2 else P.shape}")
+        groups.append((start + np.arange(len(P)), P))
+        start += len(P)
+    return _triangulate(V, groups, name)
+
+
+def _groups(faces: list[list[int]]) -> Groups:
+    """Faces of any sizes (file order) -> one (positions, (P, n) array) group per size."""
+    sizes = np.fromiter((len(f) for f in faces), dtype=np.int64, count=len(faces))
+    out = []
+    for n in np.unique(sizes):
+        pos = np.flatnonzero(sizes == n)
+        out.append((pos, np.array([faces[i] for i in pos], dtype=np.int64).reshape(len(pos), int(n))))
+    return out
+
+
+def _triangulate(V: np.ndarray, groups: Groups, name: str) -> np.ndarray:
+    """Fan triangles of every group, placed in file order (see :func:`triangulate_polygons`)."""
+    groups = [(np.asarray(pos), np.asarray(P)) for pos, P in groups if np.asarray(P).size]
+    if not groups:
+        raise MeshError(f"{name}: no faces found")
+    n_vertices, bad = len(V), []
+    for pos, P in groups:
         if not np.issubdtype(P.dtype, np.integer):
             raise MeshError(f"{name}: face indices must be integers")
-        P = P.astype(np.int64)
-        bad = np.flatnonzero((P < 0).any(axis=1) | (P >= n_vertices).any(axis=1))
-        if len(bad):
-            raise MeshError(f"{name}: face {offset + bad[0]} has vertex index out of range {P[bad[0]].tolist()}"
-                            f" (valid: 0..{n_vertices - 1}); {len(bad)} such face(s)")
+        out = np.flatnonzero((P < 0).any(axis=1) | (P >= n_vertices).any(axis=1))
+        bad.extend((int(pos[i]), P[i].tolist()) for i in out)
+    if bad:
+        f, corners = min(bad)
+        raise MeshError(f"{name}: face {f} has vertex index out of range {corners} (valid: 0..{n_vertices - 1});"
+                        f" {len(bad)} such face(s)")
+    if len(groups) == 1 and groups[0][1].shape[1] == 3:
+        pos, P = groups[0]
+        return P.astype(np.int64)[np.argsort(pos, kind="stable")]
+    n_faces = sum(len(pos) for pos, _ in groups)
+    corners = np.empty(n_faces, np.int64)
+    for pos, P in groups:
+        corners[pos] = P.shape[1]
+    out_start = np.concatenate([[0], np.cumsum(corners - 2)[:-1]])
+    F = np.empty((int(np.sum(corners - 2)), 3), np.int64)
+    X = np.asarray(V, dtype=np.float64)
+    folded_faces = []
+    for pos, P in groups:
         n = P.shape[1]
-        if n == 3:
-            out.append(P)
-        else:
-            fan = np.stack([np.repeat(P[:, :1], n - 2, axis=1), P[:, 1:-1], P[:, 2:]], axis=-1)  # (P, n-2, 3)
-            X = np.asarray(V, dtype=np.float64)
+        P = P.astype(np.int64)
+        fan = np.stack([np.repeat(P[:, :1], n - 2, axis=1), P[:, 1:-1], P[:, 2:]], axis=-1)  # (P, n-2, 3)
+        if n > 3:
             normal = np.cross(X[fan[..., 1]] - X[fan[..., 0]], X[fan[..., 2]] - X[fan[..., 0]])  # (P, n-2, 3)
             total = normal.sum(axis=1, keepdims=True)  # the polygon's area vector
             folded = np.flatnonzero((np.einsum("pkc,pqc->pk", normal, total) < 0).any(axis=1))
-            if len(folded):
-                p = folded[0]
-                raise MeshError(f"{name}: face {offset + p} ({n} corners {P[p].tolist()}) is not convex; only convex"
-                                f" polygons are triangulated (fan); {len(folded)} such face(s)")
-            out.append(fan.reshape(-1, 3))
-        offset += len(P)
-    if not out:
-        raise MeshError(f"{name}: no faces found")
-    return np.concatenate(out)
-
-
-def _group_polygons(faces: list[list[int]]) -> list[np.ndarray]:
-    """Faces of mixed sizes -> runs of equal size, in file order."""
-    groups: list[np.ndarray] = []
-    start = 0
-    for i in range(1, len(faces) + 1):
-        if i == len(faces) or len(faces[i]) != len(faces[start]):
-            groups.append(np.asarray(faces[start:i], dtype=np.int64))
-            start = i
-    return groups
+            folded_faces.extend((int(pos[i]), P[i].tolist()) for i in folded)
+        F[(out_start[pos][:, None] + np.arange(n - 2)).ravel()] = fan.reshape(-1, 3)
+    if folded_faces:
+        f, corners_f = min(folded_faces)
+        raise MeshError(f"{name}: face {f} ({len(corners_f)} corners {corners_f}) is not convex; only convex"
+                        f" polygons are triangulated (fan); {len(folded_faces)} such face(s)")
+    return F
 
 
 # ---------------------------------------------------------------------------- OFF
@@ -174,12 +198,10 @@ def _text_lines(data: bytes, path: Path, kind: str) -> list[tuple[int, list[str]
         text = data.decode("ascii")
     except UnicodeDecodeError as exc:
         raise MeshError(f"{path}: not a text {kind} file (byte {exc.start} is not ASCII)") from exc
-    out = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        tokens = line.split("#", 1)[0].split()
-        if tokens:
-            out.append((i, tokens))
-    return out
+    lines = text.splitlines()
+    if "#" in text:
+        lines = [line.split("#", 1)[0] for line in lines]
+    return [(i, tokens) for i, tokens in enumerate(map(str.split, lines), start=1) if tokens]
 
 
 def _ints(tokens: list[str], path: Path, line: int, what: str) -> list[int]:
@@ -196,7 +218,20 @@ def _floats(tokens: list[str], path: Path, line: int, what: str) -> list[float]:
         raise MeshError(f"{path}: line {line}: {what} must be numbers, got {' '.join(tokens)!r}") from exc
 
 
-def _parse_off(data: bytes, path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+def _off_fast(body: list[tuple[int, list[str]]], nv: int, nf: int) -> tuple[np.ndarray, Groups] | None:
+    """The common OFF body (3 coordinates per vertex, ``3 a b c`` per face) parsed by NumPy; None
+    for anything else, which the line-by-line reader then reads or names."""
+    if nf == 0 or any(len(t) != 3 for _, t in body[:nv]) or any(len(t) != 4 or t[0] != "3" for _, t in body[nv:]):
+        return None
+    try:
+        V = np.array([t for _, t in body[:nv]], dtype=np.float64).reshape(nv, 3)
+        F = np.array([t[1:] for _, t in body[nv:]], dtype=np.int64).reshape(nf, 3)
+    except ValueError:
+        return None
+    return V, [(np.arange(nf), F)]
+
+
+def _parse_off(data: bytes, path: Path) -> tuple[np.ndarray, Groups]:
     lines = _text_lines(data, path, "OFF")
     if not lines:
         raise MeshError(f"{path}: the file is empty")
@@ -225,6 +260,9 @@ def _parse_off(data: bytes, path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
         extra_line = body[nv + nf][0]
         raise MeshError(f"{path}: the header says {nv} vertices and {nf} faces, but the file has"
                         f" {len(body) - nv - nf} more data line(s), from line {extra_line}")
+    fast = _off_fast(body, nv, nf)
+    if fast is not None:
+        return fast
     V = np.empty((nv, 3))
     width = None
     for i, (ln, tokens) in enumerate(body[:nv]):
@@ -246,7 +284,7 @@ def _parse_off(data: bytes, path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
         faces.append(_ints(tokens[1:n + 1], path, ln, f"face {j}'s vertex indices"))
     if not faces:
         raise MeshError(f"{path}: the header says 0 faces; a mesh needs faces")
-    return V, _group_polygons(faces)
+    return V, _groups(faces)
 
 
 # ---------------------------------------------------------------------------- PLY
@@ -298,14 +336,14 @@ def _ply_header(data: bytes, path: Path) -> tuple[str, list[tuple[str, int, list
     return fmt, elements, m.end()
 
 
-def _parse_ply(data: bytes, path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+def _parse_ply(data: bytes, path: Path) -> tuple[np.ndarray, Groups]:
     fmt, elements, offset = _ply_header(data, path)
     if fmt == "ascii":
         return _ply_ascii(data[offset:], elements, path)
     return _ply_binary(data, offset, elements, "<" if fmt == "binary_little_endian" else ">", path)
 
 
-def _ply_ascii(body: bytes, elements, path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+def _ply_ascii(body: bytes, elements, path: Path) -> tuple[np.ndarray, Groups]:
     lines = _text_lines(body, path, "PLY")
     pos = 0
     V, faces = None, []
@@ -351,10 +389,10 @@ def _ply_ascii(body: bytes, elements, path: Path) -> tuple[np.ndarray, list[np.n
                         f" {len(lines) - pos} more, from line {lines[pos][0]}")
     if not faces:
         raise MeshError(f"{path}: the PLY file has no faces")
-    return V, _group_polygons(faces)
+    return V, _groups(faces)
 
 
-def _ply_binary(data: bytes, offset: int, elements, endian: str, path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+def _ply_binary(data: bytes, offset: int, elements, endian: str, path: Path) -> tuple[np.ndarray, Groups]:
     V, faces = None, []
     for name, count, props in elements:
         scalar = all(len(p) == 2 for p in props)
@@ -381,54 +419,84 @@ def _ply_binary(data: bytes, offset: int, elements, endian: str, path: Path) -> 
     return V, faces
 
 
-def _ply_binary_lists(data: bytes, offset: int, name: str, count: int, props, endian: str, path: Path,
-                      faces: list[np.ndarray] | None) -> int:
-    """Read ``count`` instances of an element with list properties; append (P, n) index runs to ``faces``."""
-    def layout(sizes: list[int]) -> np.dtype:
-        fields = []
-        for i, p in enumerate(props):
-            if len(p) == 2:
-                fields.append((f"p{i}", endian + p[1]))
-            else:
-                fields.append((f"n{i}", endian + p[1]))
-                if sizes[i]:
-                    fields.append((f"p{i}", endian + p[2], (sizes[i],)))
-        return np.dtype(fields)
+_STRUCT = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "f4": "f", "f8": "d"}
 
-    start = 0
-    while start < count:
-        # read the list sizes of the next instance, then take the longest run with the same sizes
-        sizes, at = [], offset
-        for p in props:
-            if len(p) == 2:
-                sizes.append(0)
-                at += np.dtype(p[1]).itemsize
-                continue
-            cdt = np.dtype(endian + p[1])
-            if at + cdt.itemsize > len(data):
-                raise MeshError(f"{path}: the file ends inside {name} element {start} of {count} (truncated?)")
-            n = int(np.frombuffer(data, dtype=cdt, count=1, offset=at)[0])
-            sizes.append(n)
-            at += cdt.itemsize + n * np.dtype(p[2]).itemsize
-        dtype = layout(sizes)
-        room = (len(data) - offset) // dtype.itemsize
-        if room < 1:
-            raise MeshError(f"{path}: the file ends inside {name} element {start} of {count} (truncated?)")
-        arr = np.frombuffer(data, dtype=dtype, count=min(count - start, room), offset=offset)
-        same = np.ones(len(arr), bool)
+
+def _ply_binary_lists(data: bytes, offset: int, name: str, count: int, props, endian: str, path: Path,
+                      faces: Groups | None) -> int:
+    """Read ``count`` instances of an element with list properties; append (positions, (P, n)) face groups
+    to ``faces``.
+
+    Fast path: one structured read when every instance has the first one's list sizes; else the
+    run with those sizes is taken and the rest is read instance by instance.
+    """
+    is_index = [len(p) == 3 and p[0] in ("vertex_indices", "vertex_index") for p in props]
+    sizes = _list_sizes(data, offset, props, endian, name, 0, count, path)
+    fields = []
+    for i, p in enumerate(props):
+        if len(p) == 2:
+            fields.append((f"p{i}", endian + p[1]))
+        else:
+            fields.append((f"n{i}", endian + p[1]))
+            if sizes[i]:
+                fields.append((f"p{i}", endian + p[2], (sizes[i],)))
+    dtype = np.dtype(fields)
+    room = (len(data) - offset) // dtype.itemsize
+    arr = np.frombuffer(data, dtype=dtype, count=min(count, room), offset=offset)
+    same = np.ones(len(arr), bool)
+    for i, p in enumerate(props):
+        if len(p) == 3:
+            same &= arr[f"n{i}"] == sizes[i]
+    run = len(arr) if same.all() else int(np.argmin(same))
+    for i in range(len(props)):
+        if is_index[i] and faces is not None:
+            if sizes[i] < 3:
+                raise MeshError(f"{path}: face 0 has {sizes[i]} corner(s); at least 3 are needed")
+            faces.append((np.arange(run), np.asarray(arr[f"p{i}"][:run], dtype=np.int64).reshape(run, sizes[i])))
+    offset += run * dtype.itemsize
+    if run == count:
+        return offset
+    # mixed sizes: instance by instance (struct.unpack_from, O(bytes))
+    polys: list[list[int]] = []
+    for j in range(run, count):
         for i, p in enumerate(props):
-            if len(p) == 3:
-                same &= arr[f"n{i}"] == sizes[i]
-        run = len(arr) if same.all() else int(np.argmin(same))
-        if faces is not None:
-            for i, p in enumerate(props):
-                if len(p) == 3 and p[0] in ("vertex_indices", "vertex_index"):
-                    if sizes[i] < 3:
-                        raise MeshError(f"{path}: face {start} has {sizes[i]} corner(s); at least 3 are needed")
-                    faces.append(np.asarray(arr[f"p{i}"][:run], dtype=np.int64).reshape(run, sizes[i]))
-        offset += run * dtype.itemsize
-        start += run
+            if len(p) == 2:
+                offset += np.dtype(p[1]).itemsize
+                if offset > len(data):
+                    raise MeshError(f"{path}: the file ends inside {name} element {j} of {count} (truncated?)")
+                continue
+            csize, isize = np.dtype(p[1]).itemsize, np.dtype(p[2]).itemsize
+            if offset + csize > len(data):
+                raise MeshError(f"{path}: the file ends inside {name} element {j} of {count} (truncated?)")
+            n = struct.unpack_from(endian + _STRUCT[p[1]], data, offset)[0]
+            offset += csize
+            if offset + n * isize > len(data):
+                raise MeshError(f"{path}: the file ends inside {name} element {j} of {count} (truncated?)")
+            if is_index[i] and faces is not None:
+                if n < 3:
+                    raise MeshError(f"{path}: face {j} has {n} corner(s); at least 3 are needed")
+                polys.append(list(struct.unpack_from(f"{endian}{n}{_STRUCT[p[2]]}", data, offset)))
+            offset += n * isize
+    if faces is not None:
+        faces.extend((run + pos, P) for pos, P in _groups(polys))
     return offset
+
+
+def _list_sizes(data: bytes, offset: int, props, endian: str, name: str, j: int, count: int, path: Path) -> list[int]:
+    """The list sizes of the element instance starting at ``offset`` (0 for scalar properties)."""
+    sizes = []
+    for p in props:
+        if len(p) == 2:
+            sizes.append(0)
+            offset += np.dtype(p[1]).itemsize
+            continue
+        csize = np.dtype(p[1]).itemsize
+        if offset + csize > len(data):
+            raise MeshError(f"{path}: the file ends inside {name} element {j} of {count} (truncated?)")
+        n = int(struct.unpack_from(endian + _STRUCT[p[1]], data, offset)[0])
+        sizes.append(n)
+        offset += csize + n * np.dtype(p[2]).itemsize
+    return sizes
 
 
 # ============================================================================ writing
