@@ -86,6 +86,10 @@ def test_mixed_polygons_are_fan_triangulated_in_every_format(tmp_path):
     obj.write_text("".join(f"v {x} {y} {z}\n" for x, y, z in V)
                    + "".join(f"f {' '.join(str(i + 1) for i in p)}\n" for p in polys))
     expected_area = 2.0 + 1.0 + 1.0 + 1.0  # hexagon 2x1, two unit quads, triangle (0,2,3) = 1
+    F_off = read_mesh(off)[1]
+    assert F_off.tolist() == [[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 5], [5, 4, 7], [5, 7, 6], [4, 3, 8], [4, 8, 7],
+                              [0, 2, 3]]  # each face's fan, in file order
+    assert all(np.array_equal(read_mesh(p)[1], F_off) for p in (ply, bply))
     for path in (off, ply, bply, obj):
         Vr, F = read_mesh(path)
         assert len(F) == 4 + 2 + 2 + 1, path
