@@ -76,6 +76,8 @@ CASES = [
     (["spectra", "--preset", "tiny", "--out", "r", "--set", "steps=many"], ["steps='many'"]),
     (["spectra", "--preset", "tiny", "--out", "r", "--set", "novalue"], ["--set", "'novalue'"]),
     (["homnist", "run", "--preset", "tiny", "--out", "r", "--set", "lr=inf"], ["lr='inf'"]),
+    (["homnist", "run", "--preset", "tiny", "--out", "afile"], ["--out afile", "not a folder"]),
+    (["pose", "run", "--preset", "tiny", "--out", "afile/r"], ["--out afile/r", "not a folder"]),
     (["compare", "/nonexistent"], ["/nonexistent"]),
     (["nosuchcommand"], ["nosuchcommand"]),
     (["domain", "info"], ["domain"]),

@@ -259,7 +259,10 @@ def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str, dev
 
 
 def experiment_config(args: argparse.Namespace, experiment: Any) -> Any:
-    """Check --seeds/--threads, set torch's and NumPy's BLAS threads and return ``experiment.preset(--preset, **--set)``."""
+    """Check --out/--seeds/--threads, set torch's and NumPy's BLAS threads and return
+    ``experiment.preset(--preset, **--set)``. ``--out`` must be (or be creatable as) a writable folder."""
+    if getattr(args, "out", None) is not None:
+        check_output_folder(Path(args.out))
     if args.seeds < 1:
         raise SystemExit(f"niso: error: --seeds must be >= 1, got {args.seeds}")
     if args.threads is not None:
