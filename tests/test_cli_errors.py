@@ -3,7 +3,11 @@ or file and the value, without a traceback (``--debug`` shows it). Table-driven.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from niso_geom.cli import main
 from niso_geom.geometry.generators import icosphere
@@ -116,3 +120,25 @@ def test_sphere_map_into_an_unusable_folder_fails_before_the_map_is_computed(fil
     monkeypatch.setattr(conformal, "spherical_conformal_map", never)
     rc, _, err = run(["mesh", "sphere-map", "in.ply", "--out", "afile/deeper/x.ply"], capsys)
     assert rc == 2 and "afile" in err
+
+
+@settings(max_examples=int(os.environ.get("NISO_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(domain=st.sampled_from(["torus", "sphere", "icosphere"]), h=st.integers(-3, 24), w=st.integers(-3, 24),
+       res=st.one_of(st.none(), st.integers(-4, 9)), k=st.integers(-2, 40),
+       grid=st.sampled_from(["dh", "gl", "healpix", "equiangular", "centred"]))
+def test_random_domain_arguments_run_or_fail_with_one_named_line(capsys, domain, h, w, res, k, grid):
+    argv = ["domain", "spectrum", domain, "-k", str(k), "--no-cache"]
+    if domain == "torus":
+        argv += ["--size", f"{h}x{w}"]
+    if domain == "sphere":
+        argv += ["--grid", grid]
+    if res is not None:
+        argv += ["--res", str(res if domain != "icosphere" else min(res, 3))]
+    rc, out, err = run(argv, capsys)
+    assert "Traceback" not in err
+    if rc == 0:
+        assert "eigenpairs" in out
+    else:
+        assert rc == 2
+        lines = [ln for ln in err.splitlines() if ln.startswith("niso: error: ")]
+        assert len(lines) == 1 and any(flag in lines[0] for flag in ("--size", "--res", "-k")), err
