@@ -52,8 +52,9 @@ DIVISOR_FIELDS = ("checkpoint_every", "log_every")
 def coerce_field(field: dataclasses.Field, value: Any) -> Any:
     """Parse a string override for ``field`` (ints, floats, bools, tuples, optional values).
 
-    A value that does not parse, a NaN or infinite float, or a divisor field
-    (:data:`DIVISOR_FIELDS`) below 1 raises ValueError naming the key and the value.
+    A value that does not parse, a NaN or infinite float, a divisor field
+    (:data:`DIVISOR_FIELDS`) below 1 or a negative learning rate (a field named ``lr``,
+    ``*_lr``, ``lr_*`` or ``*_lr_*``) raises ValueError naming the key and the value.
     """
     kind = str(field.type)
     raw = value
@@ -69,6 +70,8 @@ def coerce_field(field: dataclasses.Field, value: Any) -> Any:
         raise ValueError(f"{field.name}={raw!r}: must be a finite number")
     if field.name in DIVISOR_FIELDS and isinstance(value, int) and not isinstance(value, bool) and value < 1:
         raise ValueError(f"{field.name}={value}: must be ≥ 1 (a number of steps)")
+    if "lr" in field.name.split("_") and isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"{field.name}={raw!r}: a learning rate (or its scale) must be ≥ 0")
     return value
 
 

@@ -13,6 +13,8 @@ from niso_geom.experiments.common import make_config
 @dataclasses.dataclass(frozen=True)
 class Cfg:
     lr: float = 1e-3
+    head_lr: float = 1e-3
+    eigenvalue_lr_scale: float = 1.0
     steps: int = 10
     checkpoint_every: int = 5
     log_every: int = 1
@@ -29,6 +31,9 @@ PRESETS = {"tiny": Cfg()}
     ("lr", "inf", "lr='inf': must be a finite number"),
     ("lr", "-Infinity", "must be a finite number"),
     ("lr", "fast", "lr='fast': expected a number"),
+    ("lr", "-1", "lr='-1': a learning rate (or its scale) must be ≥ 0"),
+    ("head_lr", "-0.5", "head_lr='-0.5': a learning rate"),
+    ("eigenvalue_lr_scale", "-2", "eigenvalue_lr_scale='-2': a learning rate"),
     ("steps", "1.5", "steps='1.5': expected an integer"),
     ("checkpoint_every", "0", "checkpoint_every=0: must be ≥ 1"),
     ("log_every", "-2", "log_every=-2: must be ≥ 1"),
