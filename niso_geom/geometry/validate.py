@@ -94,9 +94,8 @@ def check_arrays(V: np.ndarray, F: np.ndarray, *, name: str = "mesh") -> tuple[n
         raise MeshError(
             f"{name}: {len(bad)} vertex coordinate(s) are NaN or inf, first at vertex {bad[0]}: {V[bad[0]].tolist()}"
         )
-    if not np.issubdtype(F.dtype, np.integer):
-        if not np.all(np.mod(F, 1) == 0):
-            raise MeshError(f"{name}: face indices must be integers")
+    if not np.issubdtype(F.dtype, np.integer) and not np.all(np.mod(F, 1) == 0):
+        raise MeshError(f"{name}: face indices must be integers")
     check_scale(V, name=name)
     F = F.astype(np.int64, copy=False)
     out = np.flatnonzero((F < 0).any(axis=1) | (F >= len(V)).any(axis=1))
@@ -176,7 +175,7 @@ def validate_mesh(V: np.ndarray, F: np.ndarray, *, name: str = "mesh", area_eps:
     used = np.zeros(n, bool)
     used[F.ravel()] = True
     adj = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    n_comp, labels = sp.csgraph.connected_components(adj, directed=False)
+    _, labels = sp.csgraph.connected_components(adj, directed=False)
     n_comp_used = len(np.unique(labels[used]))
     chi = int(used.sum()) - len(edges) + len(F)
     return MeshReport(

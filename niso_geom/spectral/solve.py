@@ -166,7 +166,7 @@ def eigensolve(S, mass: np.ndarray, k: int, *, method: Method = "auto", dense_ma
         try:
             result = _lobpcg(S, mass, k, sigma * scale * 1e4, tol, rng)
             used = "lobpcg"
-        except Exception as exc:  # lobpcg raises a variety of errors
+        except Exception as exc:  # noqa: BLE001  lobpcg raises a variety of errors
             attempts.append(f"lobpcg: {type(exc).__name__}: {exc}")
     if result is None or not np.all(np.isfinite(result[0])) or not np.all(np.isfinite(result[1])):
         if result is not None:
