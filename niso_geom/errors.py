@@ -34,3 +34,13 @@ class NoSymmetryGroupError(NisoGeomError, NotImplementedError):
 class NotASymmetryError(NisoGeomError, ValueError):
     """A transformation does not map the domain onto itself (e.g. a rotation that moves mesh vertices
     off the vertex set); the message names the worst point and its distance."""
+class CacheError(NisoGeomError, ValueError):
+    """A cache operation was refused (e.g. a namespace that would reach outside the cache root)."""
+
+
+class UsageError(NisoGeomError, ValueError):
+    """A command-line flag or argument has a value that cannot be used; the message names both."""
+
+
+class NumericalError(NisoGeomError, ArithmeticError):
+    """An input to a numerical routine is non-finite, or a result would be silently wrong."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,11 +61,20 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 @lru_cache(maxsize=8)
 def _checksums(sums_file: Path, mtime: float) -> dict[str, str]:
+    """``SHA256SUMS`` as {relative path: hex digest}; a malformed line is a DataError naming it."""
+    try:
+        text = sums_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{sums_file}: cannot be read ({exc})") from exc
     table = {}
-    for line in sums_file.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            table[name.strip().lstrip("*")] = digest.lower()
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]) or not parts[1].strip().lstrip("*"):
+            raise DataError(f"{sums_file}: line {lineno} is not 'SHA256  FILE' (64 hex digits, then a name):"
+                            f" {line.strip()[:80]!r}")
+        table[parts[1].strip().lstrip("*")] = parts[0].lower()
     return table
 
 

@@ -30,3 +30,12 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
 def test_env_var_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("NISO_GEOM_DATA", str(tmp_path))
     assert data_root() == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("line", ["justonetoken", "xyz  meshes/a.off", "0" * 63 + "  meshes/a.off", "0" * 64 + "   "])
+def test_a_malformed_sha256sums_line_is_named(tmp_path, line):
+    (tmp_path / "meshes").mkdir()
+    (tmp_path / "meshes" / "a.off").write_bytes(b"OFF\n")
+    (tmp_path / "SHA256SUMS").write_text(f"# a comment\n{hashlib.sha256(b'OFF').hexdigest()}  meshes/b.off\n{line}\n")
+    with pytest.raises(DataError, match=r"SHA256SUMS: line 3 is not 'SHA256  FILE'"):
+        data_file("meshes/a.off", tmp_path)

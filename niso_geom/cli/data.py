@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
-from niso_geom.cli._common import add_data_root, format_table, parse_size
+from niso_geom.cli._common import add_data_root, check_output_file, format_table, parse_size
+from niso_geom.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,8 +61,20 @@ def _cshrec11_args(p: argparse.ArgumentParser) -> None:
     add_data_root(p)
 
 
+def _at_least(args: argparse.Namespace, minimum: int, *names: str) -> None:
+    """UsageError naming the flag when an integer option is below ``minimum`` (None is allowed)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: must be ≥ {minimum}")
+
+
 def cmd_build_homnist(args: argparse.Namespace) -> int:
     import numpy as np
+
+    _at_least(args, 1, "subset", "homographies", "threads")
+    if not (math.isfinite(args.scale) and args.scale > 0):
+        raise UsageError(f"--scale {args.scale}: must be a positive finite number")
 
     from niso_geom.data.homnist import build_homnist
 
@@ -80,18 +94,27 @@ def cmd_build_homnist(args: argparse.Namespace) -> int:
 def _folder(args: argparse.Namespace) -> Path:
     from niso_geom.data.cshrec11 import _resolve_source, dataset_folder
 
+    _at_least(args, 0, "transforms")
+    res = parse_size(args.res, "--res")
     _, sha = _resolve_source(args.source, args.data_root)
-    return dataset_folder(args.cache_dir, parse_size(args.res), args.transforms, args.seed, sha)
+    return dataset_folder(args.cache_dir, res, args.transforms, args.seed, sha)
 
 
 def cmd_build_cshrec11(args: argparse.Namespace) -> int:
     from niso_geom.data.cshrec11 import build_cshrec11, read_manifest
 
-    res = parse_size(args.res)
+    res = parse_size(args.res, "--res")
+    _at_least(args, 1, "jobs")
+    _at_least(args, 0, "transforms")
     t0 = time.perf_counter()
-    folder = build_cshrec11(args.cache_dir, res=res, transforms=args.transforms, seed=args.seed,
-                            classes=args.classes, jobs=args.jobs, data_root=args.data_root,
-                            progress=not args.no_progress, source=args.source)
+    try:
+        folder = build_cshrec11(args.cache_dir, res=res, transforms=args.transforms, seed=args.seed,
+                                classes=args.classes, jobs=args.jobs, data_root=args.data_root,
+                                progress=not args.no_progress, source=args.source)
+    except ValueError as exc:
+        if "class" in str(exc) and args.classes is not None:
+            raise UsageError(f"--classes {args.classes}: {exc}") from exc
+        raise
     secs = time.perf_counter() - t0
     m = read_manifest(folder)
     last = m["last_build"]
@@ -122,6 +145,10 @@ def cmd_show_cshrec11(args: argparse.Namespace) -> int:
     from niso_geom import plotting
     from niso_geom.data.cshrec11 import plot_views, read_manifest
 
+    _at_least(args, 1, "count")
+    if not 0 <= args.channel <= 15:
+        raise UsageError(f"--channel {args.channel}: must be 0..15")
+    check_output_file(args.out)
     folder = _folder(args)
     m = read_manifest(folder)
     if args.meshes:

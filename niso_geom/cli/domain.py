@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from niso_geom.cli._common import add_domain_args, build_domain, format_table, write_json
+from niso_geom.cli._common import (
+    add_domain_args,
+    build_domain,
+    check_output_folder,
+    format_table,
+    write_json,
+)
+from niso_geom.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +57,14 @@ def reference_spectrum(dom, k: int) -> tuple[np.ndarray | None, str]:
 
 
 def cmd_spectrum(args: argparse.Namespace) -> int:
-    dom = build_domain(args)
+    if args.k < 1:
+        raise UsageError(f"-k {args.k}: the number of eigenpairs must be ≥ 1")
+    if args.out is not None:
+        check_output_folder(args.out)
+    dom = build_domain(args, task="spectrum", k=args.k)
     k = min(args.k, dom.n)
+    if k < args.k:
+        print(f"-k {args.k} is more than the domain's {dom.n} points: computing {k}")
     t0 = time.perf_counter()
     kw = {"method": args.method}
     if dom.kind == "mesh":

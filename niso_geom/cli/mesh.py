@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from niso_geom.cli._common import add_data_root, format_table
+from niso_geom.cli._common import add_data_root, check_output_file, format_table, resolve_mesh
+from niso_geom.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,20 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_sphere_map)
 
 
-def resolve_mesh(spec: str, data_root: str | None) -> Path:
-    """A path if it exists, else a mesh in the data root's ``meshes/`` (checksum-verified)."""
-    path = Path(spec)
-    if path.exists():
-        return path
-    from niso_geom.shared_data import mesh_path
-
-    return mesh_path(spec, data_root)
-
-
 def cmd_sphere_map(args: argparse.Namespace) -> int:
     from niso_geom.geometry.conformal import sphere_map_file
 
     path = resolve_mesh(args.mesh, args.data_root)
+    if args.out.suffix.lower() != ".ply":
+        raise UsageError(f"--out {args.out}: the sphere map is written as PLY; give a .ply file name")
+    check_output_file(args.out, inputs=(path,))  # before the map is computed
     rep = sphere_map_file(path, args.out, weld=not args.no_weld, refine=args.refine, name=path.name)
     rows = [["mesh", f"{path} ({rep.n_vertices} vertices, {rep.n_faces} faces)"],
             ["flipped faces", rep.n_flipped],

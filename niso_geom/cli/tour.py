@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from niso_geom.cli._common import add_data_root, format_table, write_json
+from niso_geom.cli._common import add_data_root, check_output_folder, format_table, write_json
+from niso_geom.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,9 @@ def cmd_tour(args: argparse.Namespace) -> int:
     from niso_geom.cli.domain import reference_spectrum
 
     plotting.require_plot_extra("niso tour")  # before any work: a plain install stops here, in one line
+    if args.k < 1:
+        raise UsageError(f"-k {args.k}: the number of eigenpairs must be ≥ 1")
+    check_output_folder(args.out)
     rows, report = [], {}
     for label, dom in _tour(args.data_root):
         t0 = time.perf_counter()

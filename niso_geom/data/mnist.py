@@ -4,7 +4,12 @@ Two sources, one output format: images (N, 784) float32 in [0, 1] (row-major 28Ã
 (N,) int64.
 
 * :func:`load_mnist` reads ``mnist/mnist.pkl.gz`` from the shared data root (located and
-  sha256-verified by :func:`niso_geom.shared_data.data_file`). Splits: ``"train"`` (50,000),
+  sha256-verified by :func:`niso_geom.shared_data.data_file`) with a restricted unpickler
+  (:class:`ArraysOnlyUnpickler`): the only globals it resolves are the three NumPy names a
+  pickled array needs (``_reconstruct``, ``ndarray``, ``dtype``; and ``_codecs.encode`` for bytes), so a replaced file carrying a
+  ``__reduce__`` payload is refused before any of its code runs (a matching checksum is no
+  protection when the file and ``SHA256SUMS`` sit in the same writable folder). The result must
+  be three (images, labels) pairs of numeric arrays. Splits: ``"train"`` (50,000),
   ``"valid"`` (10,000, the last 10,000 digits of the original training set), ``"test"`` (10,000)
   and ``"train+valid"`` (the full 60,000-digit training set that tfds and the NIso code use).
   The pickle stores intensities k/256 for integer k âˆˆ [0, 255] (maximum 0.99609375).
@@ -47,17 +52,51 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds NumPy arrays and nothing else.
+
+    Any other global (``os.system``, ``builtins.eval``, ...) raises ``pickle.UnpicklingError``
+    naming it, before it is called. Allowed: ``numpy.core.multiarray._reconstruct`` (also its
+    NumPy 2 home ``numpy._core.multiarray``), ``numpy.ndarray``, ``numpy.dtype`` and
+    ``_codecs.encode`` (text to bytes); arrays of ``object`` dtype are refused by the caller.
+    """
+
+    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                         ("numpy", "ndarray"), ("numpy", "dtype"),
+                         ("_codecs", "encode")})  # how Python 3 writes bytes at protocol 2: str -> bytes
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only NumPy arrays may be unpickled")
+        return super().find_class(module, name)
+
+
+def _numeric(a, what: str, path: Path) -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+        raise DataError(f"{path}: {what} is not a numeric array ({type(a).__name__}"
+                        f"{', dtype ' + str(a.dtype) if isinstance(a, np.ndarray) else ''})")
+    return a
+
+
 @lru_cache(maxsize=2)
 def _read_pickle(path: Path, mtime: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         with gzip.open(path, "rb") as f:
-            parts = pickle.load(f, encoding="latin1")
-        out = {}
-        for name, (x, y) in zip(("train", "valid", "test"), parts):
-            x = np.asarray(x, dtype=np.float32).reshape(len(x), 784)
-            out[name] = (_readonly(x), _readonly(np.asarray(y, dtype=np.int64).reshape(-1)))
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as exc:
+            parts = ArraysOnlyUnpickler(f, encoding="latin1").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, MemoryError) as exc:
         raise DataError(f"cannot read the MNIST pickle {path}: {exc}") from exc
+    if not isinstance(parts, (tuple, list)) or len(parts) != 3:
+        raise DataError(f"{path}: expected (train, valid, test) pairs of arrays, got {type(parts).__name__}")
+    out = {}
+    for name, part in zip(("train", "valid", "test"), parts):
+        if not isinstance(part, (tuple, list)) or len(part) != 2:
+            raise DataError(f"{path}: the {name} split is not an (images, labels) pair")
+        x, y = _numeric(part[0], f"the {name} images", path), _numeric(part[1], f"the {name} labels", path)
+        if x.size != 784 * len(x) or len(y) != len(x):
+            raise DataError(f"{path}: the {name} split has images {x.shape} and labels {y.shape}; expected (N, 784), (N,)")
+        x = np.asarray(x, dtype=np.float32).reshape(len(x), 784)
+        out[name] = (_readonly(x), _readonly(np.asarray(y, dtype=np.int64).reshape(-1)))
     return out
 
 

@@ -49,19 +49,35 @@ C = TypeVar("C")
 # --------------------------------------------------------------------------------------------
 
 
+# int fields used as divisors (``step % every``) by every experiment: 0 or less is refused
+DIVISOR_FIELDS = ("checkpoint_every", "log_every")
+
+
 def coerce_field(field: dataclasses.Field, value: Any) -> Any:
     """Parse a string override for ``field`` by its type hint (int, float, bool, str, ``X | None``,
-    ``tuple[int, ...]``, ``Literal[...]``); non-strings pass through, unknown types stay strings."""
-    if not isinstance(value, str):
-        return value
-    hint = field.type
-    if isinstance(hint, str):  # postponed annotations: resolve with the names a config field may use
-        holder = type("_Hint", (), {"__annotations__": {"x": hint}})
-        try:
-            hint = typing.get_type_hints(holder, globalns=dict(vars(typing)))["x"]
-        except (NameError, TypeError, SyntaxError):
-            return value  # a type no override string can spell (e.g. an array): keep the text
-    return _parse_as(hint, value.strip(), field.name, value)
+    ``tuple[int, ...]``, ``Literal[...]``); non-strings pass through, unknown types stay strings.
+
+    A value that does not parse, a NaN or infinite float, a divisor field
+    (:data:`DIVISOR_FIELDS`) below 1 or a negative learning rate (a field named ``lr``,
+    ``*_lr``, ``lr_*`` or ``*_lr_*``) raises ValueError naming the key and the value.
+    """
+    raw = value
+    if isinstance(value, str):
+        hint = field.type
+        if isinstance(hint, str):  # postponed annotations: resolve with the names a config field may use
+            holder = type("_Hint", (), {"__annotations__": {"x": hint}})
+            try:
+                hint = typing.get_type_hints(holder, globalns=dict(vars(typing)))["x"]
+            except (NameError, TypeError, SyntaxError):
+                return value  # a type no override string can spell (e.g. an array): keep the text
+        value = _parse_as(hint, value.strip(), field.name, value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field.name}={raw!r}: must be a finite number")
+    if field.name in DIVISOR_FIELDS and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        raise ValueError(f"{field.name}={value}: must be ≥ 1 (a number of steps)")
+    if "lr" in field.name.split("_") and isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"{field.name}={raw!r}: a learning rate (or its scale) must be ≥ 0")
+    return value
 
 
 _NONE_WORDS = ("none", "null", "")

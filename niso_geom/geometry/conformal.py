@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,16 +45,19 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
 from niso_geom.errors import MeshError
-from niso_geom.geometry.mobius import mobius_apply, mobius_center, mobius_polar, _hermitian_power
+from niso_geom.geometry.mesh_io import read_mesh, weld_vertices
+from niso_geom.geometry.mobius import _hermitian_power, mobius_apply, mobius_center, mobius_polar
+from niso_geom.geometry.validate import check_arrays
+from niso_geom.runio import atomic_write
 
 __all__ = [
     "SphereMapReport",
-    "spherical_conformal_map",
-    "sphere_map_quality",
-    "sphere_map_file",
-    "conformalized_mcf",
-    "weld_vertices",
     "check_closed_genus0",
+    "conformalized_mcf",
+    "sphere_map_file",
+    "sphere_map_quality",
+    "spherical_conformal_map",
+    "weld_vertices",
 ]
 
 _FOUR_PI = 4.0 * np.pi
@@ -171,23 +175,6 @@ def _vertex_areas(X: np.ndarray, F: np.ndarray) -> np.ndarray:
     import potpourri3d as pp3d
 
     return np.asarray(pp3d.vertex_areas(X, F), dtype=np.float64)
-
-
-def weld_vertices(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merge vertices with identical coordinates (e.g. UV seams of an OBJ file).
-
-    Returns ``(V_w, F_w, index)`` with ``V_w[index] == V``: a per-vertex result computed on
-    the welded mesh is carried back to the input indexing by ``result[index]``.
-    """
-    V = np.asarray(V, dtype=np.float64)
-    F = np.asarray(F, dtype=np.int64)
-    _, first, inverse = np.unique(V, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    order = np.argsort(first)  # keep the first occurrence order
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    index = rank[inverse]
-    return V[np.sort(first)], index[F], index
 
 
 def _fans_per_vertex(F: np.ndarray, n: int) -> np.ndarray:
@@ -506,7 +493,7 @@ class _ConformalEnergy:
         Hr[:, 0, :, 2, :], Hr[:, 2, :, 0, :] = _skew(b) * s, -_skew(b) * s
         Hr[:, 1, :, 2, :], Hr[:, 2, :, 1, :] = -_skew(a) * s, _skew(a) * s
         Hr = Hr.reshape(M, 9, 9)
-        outer = lambda u, v: u[:, :, None] * v[:, None, :]  # noqa: E731
+        outer = lambda u, v: u[:, :, None] * v[:, None, :]
         HN = self.Htr / A[:, None, None] + 2 * lam * (outer(gr, gr) + r[:, None, None] * Hr)
         H = (HN / r[:, None, None] - (outer(gN, gr) + outer(gr, gN)) / (r**2)[:, None, None]
              + (2 * N / r**3)[:, None, None] * outer(gr, gr) - (N / r**2)[:, None, None] * Hr)
@@ -1009,13 +996,11 @@ def spherical_conformal_map(
 
 
 def _write_ply(path: Path, V: np.ndarray, F: np.ndarray) -> None:
-    """Binary little-endian PLY with float64 coordinates, written atomically (temp file + os.replace).
+    """Binary little-endian PLY with float64 coordinates, written atomically (:func:`niso_geom.runio.atomic_write`).
 
     Double precision matters here: single-precision coordinates would undo the
     bijectivity of maps that compress thin parts below 1e-7.
     """
-    import tempfile
-
     V = np.ascontiguousarray(V, dtype="<f8")
     F = np.asarray(F, dtype="<i4")
     header = (
@@ -1026,17 +1011,43 @@ def _write_ply(path: Path, V: np.ndarray, F: np.ndarray) -> None:
     faces = np.empty(len(F), dtype=[("n", "u1"), ("idx", "<i4", (3,))])
     faces["n"] = 3
     faces["idx"] = F
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".ply")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(V.tobytes())
-            f.write(faces.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        f.write(header)
+        f.write(V.tobytes())
+        f.write(faces.tobytes())
+
+
+def check_output_path(out_path: Path, input_path: Path) -> None:
+    """Raise MeshError if ``out_path`` is ``input_path`` (by inode, symlink or spelling), a folder,
+    or in a folder that cannot be written."""
+    out_path, input_path = Path(out_path), Path(input_path)
+    if out_path.is_dir():
+        raise MeshError(f"{out_path}: is a folder; give the output .ply file name")
+    same = out_path.resolve() == input_path.resolve()
+    if not same and out_path.exists():
+        try:
+            same = os.path.samefile(out_path, input_path)
+        except OSError:
+            same = False
+    if same:
+        raise MeshError(f"{out_path}: is the input mesh {input_path}; refusing to overwrite the input")
+    folder = out_path.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise MeshError(f"{out_path}: cannot write there (the folder {folder} is not writable)")
+    if out_path.exists() and not os.access(out_path, os.W_OK):
+        raise MeshError(f"{out_path}: the file exists and is not writable")
+
+
+def check_room(out_path: Path, need_bytes: int) -> None:
+    """Raise MeshError if the file system holding ``out_path`` has less than ``need_bytes`` free."""
+    folder = Path(out_path).resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise MeshError(f"{out_path}: needs about {need_bytes:,} bytes, only {free:,} are free in {folder}")
 
 
 def sphere_map_file(
@@ -1054,17 +1065,21 @@ def sphere_map_file(
     back, so the output has exactly the input's vertices and faces, with positions on the
     unit sphere. Welding is only tried when the mesh as stored is not a closed genus-0
     surface (two distinct vertices may legitimately share coordinates). The PLY stores
-    float64 coordinates and is written atomically (temporary
-    file + ``os.replace``). Keyword arguments go to
-    :func:`spherical_conformal_map`. Returns its report.
-    """
-    from niso_geom.geometry.mesh_io import read_mesh
+    float64 coordinates and is written atomically (:func:`niso_geom.runio.atomic_write`).
+    Keyword arguments go to :func:`spherical_conformal_map`. Returns its report.
 
+    Before any work: ``out_path`` must not be the input file (also through a symlink or
+    another relative path) and its folder must be writable; the mesh is validated
+    (:func:`~niso_geom.geometry.validate.check_arrays`) before it is welded. Each problem is a
+    :class:`~niso_geom.errors.MeshError` naming the path.
+    """
     mesh_path, out_path = Path(mesh_path), Path(out_path)
     if out_path.suffix.lower() != ".ply":
-        raise ValueError(f"{out_path}: the sphere map is written as PLY; use a .ply output path")
-    V, F = read_mesh(mesh_path)
+        raise MeshError(f"{out_path}: the sphere map is written as PLY; use a .ply output path")
+    check_output_path(out_path, mesh_path)
     name = kwargs.pop("name", str(mesh_path))
+    V, F = check_arrays(*read_mesh(mesh_path), name=name)
+    check_room(out_path, 512 + 24 * len(V) + 13 * len(F))  # the PLY's size, before the map is computed
     index = None
     try:
         check_closed_genus0(V, F, name=name)

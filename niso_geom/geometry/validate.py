@@ -1,8 +1,9 @@
 """Validation of triangle meshes: every problem is reported by name, with indices.
 
 ``validate_mesh`` raises :class:`~niso_geom.errors.MeshError` on input that would
-poison a Laplacian (NaN/inf coordinates, face indices out of range, degenerate or
-duplicate faces) and returns a :class:`MeshReport` describing topology (non-manifold
+poison a Laplacian (NaN/inf coordinates, coordinates whose scale float64 cannot carry
+through areas and eigenvalues, face indices out of range, degenerate, sliver or duplicate
+faces) and returns a :class:`MeshReport` describing topology (non-manifold
 edges, boundary edges, connected components, Euler characteristic, genus).
 """
 
@@ -14,6 +15,21 @@ import numpy as np
 import scipy.sparse as sp
 
 from niso_geom.errors import MeshError
+
+# Coordinates: the bounding box's longest side D must lie in [MIN_SPAN, MAX_SPAN]. Areas scale as
+# D², their norms square them again (D⁴) and eigenvalues scale as 1/D², so beyond about 1e±77
+# float64 overflows or underflows on the way (1e200 gives inf areas and a NaN mass; 1e-90 gives
+# zero areas). Such meshes are refused, not rescaled: the eigenvalues the caller asked for depend
+# on the scale, and dividing the coordinates is the caller's one-line fix.
+MIN_SPAN, MAX_SPAN = 1e-60, 1e60
+# The span must also be resolvable at the coordinates' magnitude (a mesh 1e-13 across placed
+# at 1e3 has edge vectors made of rounding error).
+MIN_RELATIVE_SPAN = 1e-9
+# A face whose height is below this fraction of its longest edge is a sliver: its cotan
+# weights (≈ 1 / relative height) swamp the rest of the Laplacian and rounding makes the
+# operator indefinite (a sliver of relative height 1e-13 gives an eigenvalue of -3e9).
+# The shared meshes' thinnest faces have relative heights above 2e-4.
+SLIVER_RELATIVE_HEIGHT = 1e-10
 
 
 @dataclass(frozen=True)
@@ -78,9 +94,9 @@ def check_arrays(V: np.ndarray, F: np.ndarray, *, name: str = "mesh") -> tuple[n
         raise MeshError(
             f"{name}: {len(bad)} vertex coordinate(s) are NaN or inf, first at vertex {bad[0]}: {V[bad[0]].tolist()}"
         )
-    if not np.issubdtype(F.dtype, np.integer):
-        if not np.all(np.mod(F, 1) == 0):
-            raise MeshError(f"{name}: face indices must be integers")
+    if not np.issubdtype(F.dtype, np.integer) and not np.all(np.mod(F, 1) == 0):
+        raise MeshError(f"{name}: face indices must be integers")
+    check_scale(V, name=name)
     F = F.astype(np.int64, copy=False)
     out = np.flatnonzero((F < 0).any(axis=1) | (F >= len(V)).any(axis=1))
     if len(out):
@@ -90,6 +106,27 @@ def check_arrays(V: np.ndarray, F: np.ndarray, *, name: str = "mesh") -> tuple[n
             f" {len(out)} such face(s)"
         )
     return V, F
+
+
+def check_scale(V: np.ndarray, *, name: str = "mesh") -> None:
+    """Raise MeshError unless the coordinates' span suits float64 (see MIN_SPAN, MAX_SPAN, MIN_RELATIVE_SPAN)."""
+    if len(V) == 0:
+        return
+    with np.errstate(over="ignore"):
+        span = float(np.max(V.max(axis=0) - V.min(axis=0)))  # the bounding box's longest side
+    magnitude = float(np.abs(V).max())
+    if span > MAX_SPAN:
+        raise MeshError(f"{name}: the coordinates span {span:.3g} (bounding box's longest side); areas would overflow"
+                        f" float64. Rescale the mesh to a span between {MIN_SPAN:g} and {MAX_SPAN:g}"
+                        f" (e.g. divide the coordinates by {span:.0e})")
+    if len(V) > 1 and span == 0.0:
+        raise MeshError(f"{name}: all {len(V)} vertices have the same coordinates {V[0].tolist()}")
+    if len(V) > 1 and span < MIN_RELATIVE_SPAN * magnitude:
+        raise MeshError(f"{name}: the coordinates span {span:.3g} at a distance {magnitude:.3g} from the origin;"
+                        " float64 cannot resolve the edges there. Centre the mesh (subtract its mean) first")
+    if len(V) > 1 and span < MIN_SPAN:
+        raise MeshError(f"{name}: the coordinates span only {span:.3g} (bounding box's longest side); areas would"
+                        f" underflow float64. Rescale the mesh to a span between {MIN_SPAN:g} and {MAX_SPAN:g}")
 
 
 def validate_mesh(V: np.ndarray, F: np.ndarray, *, name: str = "mesh", area_eps: float = 0.0) -> MeshReport:
@@ -117,6 +154,16 @@ def validate_mesh(V: np.ndarray, F: np.ndarray, *, name: str = "mesh", area_eps:
         raise MeshError(
             f"{name}: face {zero[0]} {F[zero[0]].tolist()} has zero area (collinear vertices); {len(zero)} such face(s)"
         )
+    longest2 = np.max([np.sum((V[F[:, (i + 1) % 3]] - V[F[:, i]]) ** 2, axis=1) for i in range(3)], axis=0)
+    height = 2.0 * area / np.sqrt(longest2)
+    sliver = np.flatnonzero(height < SLIVER_RELATIVE_HEIGHT * np.sqrt(longest2))
+    if len(sliver):
+        f = sliver[0]
+        raise MeshError(
+            f"{name}: face {f} {F[f].tolist()} is a sliver (height {height[f] / np.sqrt(longest2[f]):.1e} of its"
+            f" longest edge, below {SLIVER_RELATIVE_HEIGHT:g}); its cotan weights would make the Laplacian"
+            f" indefinite. Remove or collapse such faces; {len(sliver)} such face(s)"
+        )
     sorted_faces = np.sort(F, axis=1)
     _, first, counts = np.unique(sorted_faces, axis=0, return_index=True, return_counts=True)
     if (counts > 1).any():
@@ -128,7 +175,7 @@ def validate_mesh(V: np.ndarray, F: np.ndarray, *, name: str = "mesh", area_eps:
     used = np.zeros(n, bool)
     used[F.ravel()] = True
     adj = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    n_comp, labels = sp.csgraph.connected_components(adj, directed=False)
+    _, labels = sp.csgraph.connected_components(adj, directed=False)
     n_comp_used = len(np.unique(labels[used]))
     chi = int(used.sum()) - len(edges) + len(F)
     return MeshReport(

@@ -32,21 +32,32 @@ from typing import Literal
 import torch
 from torch.autograd.function import once_differentiable
 
+from niso_geom.errors import NumericalError
+
 __all__ = [
     "DEFAULT_EPS",
     "ProcrustesMethod",
+    "det_value",
+    "no_autocast",
+    "ortho_det",
+    "procrustes",
+    "resolve_compute_dtype",
     "safe_inverse",
     "safe_svd",
-    "ortho_det",
-    "det_value",
-    "procrustes",
-    "no_autocast",
-    "resolve_compute_dtype",
 ]
 
 DEFAULT_EPS = 1e-8
 
 ProcrustesMethod = Literal["polar", "svd", "torch"]
+
+
+def check_finite(X: torch.Tensor, what: str) -> None:
+    """Raise :class:`~niso_geom.errors.NumericalError` naming the first non-finite entry of X."""
+    bad = ~torch.isfinite(X.detach())
+    if bool(bad.any()):
+        first = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise NumericalError(f"{what} has {int(bad.sum())} non-finite entr(ies) (NaN or inf), first at index"
+                             f" {first} of shape {tuple(X.shape)}: {float(X.detach()[first])}")
 
 
 def safe_inverse(x: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
@@ -269,7 +280,14 @@ def procrustes(
     Returns
     -------
     R : Tensor (..., m, n), same dtype and device as X.
+
+    Raises
+    ------
+    NumericalError
+        X has a NaN or inf entry: there is no nearest orthogonal matrix to report, and an SVD
+        of it would return a made-up one (exactly I, with NaN gradients).
     """
+    check_finite(X, "procrustes input")
     m, n = X.shape[-2], X.shape[-1]
     if special and m != n:
         raise ValueError(f"special=True needs square matrices, got shape {tuple(X.shape)}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from niso_geom.runio import atomic_write
+
 
 def cluster_eigenvalues(evals: np.ndarray, *, rtol: float = 1e-6, atol: float = 1e-9) -> list[np.ndarray]:
     """Group ascending eigenvalues into eigenspaces (index arrays).
@@ -104,16 +106,9 @@ class Eigenbasis:
         return float(np.linalg.norm(R) / nS)
 
     def save(self, path: str | Path) -> None:
-        """Write an ``.npz`` atomically."""
-        import os
-        import tempfile
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
+        """Write an ``.npz`` atomically (:func:`niso_geom.runio.atomic_write`)."""
+        with atomic_write(path, "wb") as f:
             np.savez(f, evals=self.evals, evecs=self.evecs, mass=self.mass)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Eigenbasis:

@@ -6,6 +6,11 @@ retried with a growing shift, then LOBPCG. Every result is polished by a
 Rayleigh–Ritz step so that Φᵀ M Φ = I to rounding, and its residual is recorded.
 When every strategy fails an :class:`~niso_geom.errors.EigenSolveError` carries
 diagnostics (sizes, mass range, NaNs, asymmetry, and each attempt's error).
+
+S must be positive semidefinite: negative eigenvalues within rounding
+(:func:`negative_tolerance`) are set to 0 and counted; one beyond it is an
+:class:`~niso_geom.errors.EigenSolveError` naming the fix (on a mesh, the intrinsic-Delaunay
+Laplacian ``TriMesh(..., laplacian='robust')``), never a clipped, wrong spectrum.
 """
 
 from __future__ import annotations
@@ -92,6 +97,17 @@ def _lobpcg(S, mass, k, sigma, tol, rng):
     return w[order], V[:, order]
 
 
+def negative_tolerance(S: sp.csr_matrix, mass: np.ndarray, evals: np.ndarray) -> float:
+    """How far below 0 an eigenvalue of a PSD pencil may come out by rounding alone.
+
+    The larger of 1e-8·max(1, max|λ|) over the computed eigenvalues and 1e3·ε·‖M^{-½} S M^{-½}‖
+    (its Gershgorin bound), the backward error of a symmetric eigensolver.
+    """
+    d = 1.0 / np.sqrt(mass)
+    gershgorin = float(np.max(d * (abs(S) @ d))) if S.nnz else 0.0
+    return max(1e-8 * max(1.0, float(np.abs(evals).max())), 1e3 * np.finfo(np.float64).eps * gershgorin)
+
+
 def _rayleigh_ritz(S, mass, V):
     """Rotate V's span so the columns are M-orthonormal eigenvectors of the projected pencil."""
     B = V.T @ (mass[:, None] * V)
@@ -116,8 +132,8 @@ def eigensolve(S, mass: np.ndarray, k: int, *, method: Method = "auto", dense_ma
 
     Returns
     -------
-    Eigenbasis with evals (k,) ascending (tiny negatives clipped to 0 and counted in
-    ``info["clipped"]``), evecs (N, k) M-orthonormal, and ``info`` (method, attempts,
+    Eigenbasis with evals (k,) ascending (negatives within rounding set to 0 and counted in
+    ``info["clipped"]``; beyond :func:`negative_tolerance` an EigenSolveError), evecs (N, k) M-orthonormal, and ``info`` (method, attempts,
     seconds, residual, orthonormality error).
     """
     if method not in ("auto", "dense", "shift-invert", "lobpcg"):
@@ -150,7 +166,7 @@ def eigensolve(S, mass: np.ndarray, k: int, *, method: Method = "auto", dense_ma
         try:
             result = _lobpcg(S, mass, k, sigma * scale * 1e4, tol, rng)
             used = "lobpcg"
-        except Exception as exc:  # lobpcg raises a variety of errors
+        except Exception as exc:  # noqa: BLE001  lobpcg raises a variety of errors
             attempts.append(f"lobpcg: {type(exc).__name__}: {exc}")
     if result is None or not np.all(np.isfinite(result[0])) or not np.all(np.isfinite(result[1])):
         if result is not None:
@@ -158,7 +174,7 @@ def eigensolve(S, mass: np.ndarray, k: int, *, method: Method = "auto", dense_ma
         raise EigenSolveError(
             f"all eigensolver strategies failed for k={k}: " + " | ".join(attempts)
             + f". Diagnostics: {_diagnostics(S, mass)}. Check for NaN/inf vertices, zero-area faces,"
-            " unreferenced vertices or a non-manifold mesh (try method='robust' on TriMesh)."
+            " unreferenced vertices or a non-manifold mesh (try TriMesh(..., laplacian='robust'))."
         )
     w, V = _rayleigh_ritz(S, mass, result[1])
     order = np.argsort(w)
@@ -166,8 +182,14 @@ def eigensolve(S, mass: np.ndarray, k: int, *, method: Method = "auto", dense_ma
     neg = w < 0
     clipped = int(neg.sum())
     if clipped:
-        if w.min() < -1e-8 * max(1.0, abs(w).max()):
-            log.warning("eigensolve: clipping %d negative eigenvalue(s), min %.3g", clipped, w.min())
+        tol = negative_tolerance(S, mass, w)
+        if w.min() < -tol:
+            raise EigenSolveError(
+                f"the operator is not positive semidefinite: {int((w < -tol).sum())} eigenvalue(s) below 0 beyond"
+                f" rounding (min {w.min():.3g}, tolerance {tol:.2g}; {used}). A cotan Laplacian is indefinite on"
+                " meshes with near-degenerate or badly shaped triangles: use the intrinsic-Delaunay Laplacian,"
+                f" TriMesh(..., laplacian='robust'), or remesh. Diagnostics: {_diagnostics(S, mass)}"
+            )
         w = np.where(neg, 0.0, w)
     info = {"method": used, "attempts": attempts, "seconds": time.perf_counter() - t0,
             "clipped": clipped, "n": n, "k": k}

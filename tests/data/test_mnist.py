@@ -112,3 +112,41 @@ def test_pad_images_places_digit_at_offset_6():
         pad_images(x, 30, offset=5)
     with pytest.raises(ValueError):
         pad_images(np.zeros((2, 20, 20)), 40)
+
+
+class _Payload:
+    """Pickles as a call of ``pathlib.Path.touch`` on ``marker``: code that must never run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_pickle_with_a_reduce_payload_is_refused_without_running_it(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+    x = np.zeros((2, 784), np.float32)
+    y = np.zeros(2, np.int64)
+    ok = gzip.compress(pickle.dumps(((x, y), (x, y), (x[:1], y[:1])), protocol=2))  # Python 3, protocol 2
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "mnist.pkl.gz").write_bytes(ok)
+    (tmp_path / "SHA256SUMS").write_text(f"{hashlib.sha256(ok).hexdigest()}  mnist/mnist.pkl.gz\n")
+    assert load_mnist("test", root=tmp_path)[0].shape == (1, 784)
+    blob = gzip.compress(pickle.dumps(((x, y), (x, y), (x, _Payload(marker))), protocol=4))
+    (tmp_path / "mnist" / "mnist.pkl.gz").write_bytes(blob)
+    # the attacker's matching checksum line, in the same writable folder
+    (tmp_path / "SHA256SUMS").write_text(f"{hashlib.sha256(blob).hexdigest()}  mnist/mnist.pkl.gz\n")
+    with pytest.raises(DataError, match=r"refusing to load (pathlib|posixpath)\S*\.touch: only NumPy arrays"):
+        load_mnist("test", root=tmp_path)
+    assert not marker.exists()
+    # arrays only, but not MNIST's structure: named, not a crash
+    blob = gzip.compress(pickle.dumps((x, y), protocol=2))
+    (tmp_path / "mnist" / "mnist.pkl.gz").write_bytes(blob)
+    (tmp_path / "SHA256SUMS").write_text(f"{hashlib.sha256(blob).hexdigest()}  mnist/mnist.pkl.gz\n")
+    with pytest.raises(DataError, match="expected \\(train, valid, test\\) pairs"):
+        load_mnist("test", root=tmp_path)

@@ -269,3 +269,16 @@ def test_half_precision_input_is_promoted() -> None:
     R = procrustes(A)
     assert R.dtype == torch.bfloat16
     assert torch.allclose((R.float().mT @ R.float()), torch.eye(8), atol=3e-2)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("method", ["polar", "svd", "torch"])
+def test_procrustes_refuses_non_finite_input_by_index(bad: float, method: str) -> None:
+    from niso_geom.errors import NumericalError
+
+    X = torch.randn(2, 4, 4, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        Y = X.clone()
+        Y[1, 2, 3] = bad
+    with pytest.raises(NumericalError, match=r"procrustes input has 1 non-finite entr\(ies\).*\(1, 2, 3\)"):
+        procrustes(Y, method=method)

@@ -85,3 +85,11 @@ def test_cluster_and_basis_helpers():
     with pytest.raises(ValueError):
         Eigenbasis(np.zeros(2), np.zeros((3, 3)), np.ones(3))
     assert sp.issparse(TriMesh.icosphere(1).stiffness)
+
+
+def test_an_indefinite_operator_is_an_error_naming_the_fix_not_a_clipped_spectrum():
+    path = sp.diags([[-1.0] * 5, [1.0, 2, 2, 2, 2, 1], [-1.0] * 5], [-1, 0, 1]).tocsr()  # PSD, one zero mode
+    eb = eigensolve(path, np.ones(6), 3)
+    assert 0.0 <= eb.evals[0] < 1e-12 and eb.evals[1] > 0.2  # rounding-level negatives are set to 0
+    with pytest.raises(EigenSolveError, match=r"2 eigenvalue\(s\) below 0 .*min -0\.5.*laplacian='robust'"):
+        eigensolve(path - 0.5 * sp.eye(6), np.ones(6), 3)
