@@ -5,37 +5,91 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from niso_geom.domains.sphere import GRID_NAMES, grid_from_rows
 from niso_geom.errors import UsageError
 from niso_geom.runio import write_json  # noqa: F401  (re-exported for the commands)
 from niso_geom.threads import set_threads
 
-GRID_ALIASES = {
-    "equiangular": "equiangular", "ea": "equiangular",
-    "centred": "equiangular-centred", "equiangular-centred": "equiangular-centred",
-    "dh": "driscoll-healy", "driscoll-healy": "driscoll-healy",
-    "gl": "gauss-legendre", "gauss-legendre": "gauss-legendre",
-    "healpix": "healpix",
+C = TypeVar("C")
+
+# One CLI language: every flag below is added by one function, so it has the same name, values,
+# default and help in every command (tests/test_cli_language.py checks it).
+GRID_ALIASES = GRID_NAMES
+HELP = {
+    "domain": "the domain, positionally or as --domain",
+    "size": "torus grid HxW, each side ≥ 3 (default 16x16)",
+    "grid": "sphere grid: dh (Driscoll–Healy), centred (equiangular, cell-centred rings), equiangular (rings "
+            "through the poles), gl (Gauss–Legendre), healpix",
+    "res": "sphere resolution: latitude rows of a latitude-longitude grid (dh, centred, equiangular, gl; "
+           "2·rows longitudes), nside of healpix (a power of 2); the subdivision level of an icosphere",
+    "device": "where training runs: auto (default: CUDA if available), cpu, cuda",
+    "threads": "torch and NumPy BLAS threads (default 1: the small K×K solves and samplers are fastest on one "
+               "thread, and more threads slow a busy machine)",
+    "data_root": "folder holding the shared data and SHA256SUMS (default: $NISO_GEOM_DATA, then ../shared/data "
+                 "beside a source checkout; see niso data info)",
+    "seed": "random seed (default: the preset's)",
 }
 
 
 def add_data_root(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", default=None,
-                   help="folder holding the shared data and SHA256SUMS (default: $NISO_GEOM_DATA, then ../shared/data)")
+    p.add_argument("--data-root", default=None, help=HELP["data_root"])
+
+
+def add_domain_arg(p: argparse.ArgumentParser, *, choices: list[str] | None = None, default: str | None = None,
+                   what: str = "") -> None:
+    """The domain, given positionally or as ``--domain`` (the same value either way)."""
+    help_text = f"{HELP['domain']}: {what}" if what else HELP["domain"]
+    p.add_argument("domain", nargs="?", default=None, choices=choices, metavar="DOMAIN", help=help_text)
+    p.add_argument("--domain", dest="domain_flag", default=None, choices=choices, metavar="DOMAIN",
+                   help=help_text)
+    p.set_defaults(domain_default=default)
+
+
+def resolve_domain_arg(args: argparse.Namespace) -> str:
+    """The domain of ``add_domain_arg``: positional and ``--domain`` must agree when both are given."""
+    pos, flag = getattr(args, "domain", None), getattr(args, "domain_flag", None)
+    if pos is not None and flag is not None and pos != flag:
+        raise UsageError(f"the domain is given twice, as {pos!r} and as --domain {flag}; give it once")
+    value = pos or flag or getattr(args, "domain_default", None)
+    if value is None:
+        raise UsageError("give a domain (positionally or as --domain)")
+    args.domain = value
+    return value
+
+
+def add_size_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", default=None, metavar="HxW", help=HELP["size"])
+
+
+def add_grid_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", default=None, choices=list(GRID_NAMES), help=HELP["grid"] + " (default dh)")
+
+
+def add_res_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--res", type=int, default=None, help=HELP["res"])
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=HELP["device"])
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1, help=HELP["threads"])
 
 
 def add_domain_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("domain", help="torus | sphere | icosphere | a mesh file (OBJ/OFF/PLY/STL) | a mesh name in the data root (e.g. spot)")
-    p.add_argument("--size", default=None, help="torus grid HxW, each ≥ 3 (default 16x16)")
+    add_domain_arg(p, what="torus | sphere | icosphere | a mesh file (OBJ/OFF/PLY/STL) | a mesh name in the data "
+                           "root (e.g. spot)")
+    add_size_arg(p)
     p.add_argument("--stencil", default="9pt", choices=["5pt", "9pt"], help="torus stencil (default 9pt, the paper's)")
-    p.add_argument("--grid", default="dh", choices=sorted(GRID_ALIASES), help="sphere grid kind (default dh)")
-    p.add_argument("--res", type=int, default=None,
-                   help="sphere resolution ≥ 1: nlat (equiangular, gl, centred; default 48, 32), bandwidth B (dh; "
-                        "default 8), nside (healpix, a power of 2; default 8); icosphere level ≥ 0 (default 4)")
+    add_grid_arg(p)
+    add_res_arg(p)
     add_data_root(p)
 
 
@@ -91,16 +145,14 @@ def check_fits(what: str, n_points: int, *, task: str = "info", k: int = 0, extr
 
 
 def _sphere_points(grid: str, res: int) -> tuple[int, int]:
-    """(points, extra bytes) of a sphere grid at resolution ``res``."""
-    if grid == "driscoll-healy":
-        return (2 * res) ** 2, 0
+    """(points, extra bytes) of a sphere grid at resolution ``res`` (rows, or nside)."""
     if grid == "healpix":
         n = 12 * res * res
         return n, 3 * 8 * (2 * res + 1) ** 2 * n  # the quadrature fit's dense harmonic matrix
     return 2 * res * res, 0
 
 
-SPHERE_DEFAULT_RES = {"driscoll-healy": 8, "healpix": 8, "gauss-legendre": 32,
+SPHERE_DEFAULT_RES = {"driscoll-healy": 16, "healpix": 8, "gauss-legendre": 32,
                       "equiangular": 48, "equiangular-centred": 48}
 
 
@@ -109,10 +161,12 @@ def build_domain(args: argparse.Namespace, *, task: str = "info", k: int = 0):
 
     ``task`` ("info" or "spectrum") and ``k`` size the memory check made before building.
     """
-    from niso_geom import SphereGrid, TorusGrid, TriMesh
+    from niso_geom import TorusGrid, TriMesh
 
-    spec = args.domain
+    spec = resolve_domain_arg(args)
     size, res = getattr(args, "size", None), getattr(args, "res", None)
+    if spec != "sphere" and getattr(args, "grid", None) is not None:
+        raise UsageError(f"--grid {args.grid}: only the sphere has a grid kind (the domain is {spec})")
     if spec != "torus" and size is not None:
         raise UsageError(f"--size {size}: only the torus has a grid size (use --res for {spec})")
     if spec not in ("sphere", "icosphere") and res is not None:
@@ -123,7 +177,7 @@ def build_domain(args: argparse.Namespace, *, task: str = "info", k: int = 0):
         check_fits(f"--size {h}x{w}", h * w, task=task, k=k)
         return TorusGrid(h, w, stencil=args.stencil)
     if spec == "sphere":
-        grid = GRID_ALIASES[args.grid]
+        grid = GRID_NAMES[args.grid or "dh"]
         res = SPHERE_DEFAULT_RES[grid] if res is None else res
         if res < 1:
             raise UsageError(f"--res {res}: the {grid} resolution must be ≥ 1")
@@ -132,13 +186,7 @@ def build_domain(args: argparse.Namespace, *, task: str = "info", k: int = 0):
         n, extra = _sphere_points(grid, res)
         check_fits(f"--res {res} ({grid})", n, task=task, k=k, extra_bytes=extra)
         try:
-            if grid == "driscoll-healy":
-                return SphereGrid.driscoll_healy(res)
-            if grid == "healpix":
-                return SphereGrid.healpix(res)
-            if grid == "gauss-legendre":
-                return SphereGrid.gauss_legendre(res)
-            return SphereGrid.equiangular(res, poles=grid == "equiangular")
+            return grid_from_rows(grid, res)
         except ValueError as exc:
             raise UsageError(f"--res {res} ({grid}): {exc}") from exc
     if spec == "icosphere":
@@ -241,44 +289,32 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str, device_default: str = "auto",
-                            device_help: str = "auto: CUDA if available (default)", threads_default: int | None = None,
-                            threads_help: str = "torch and NumPy BLAS threads (default: their own choice); 1 is often "
-                                                "faster on a busy machine") -> None:
-    """The arguments every ``niso EXPERIMENT run`` shares, after --preset/--seeds/--methods.
-
-    Adds --out, --device, --threads, --set KEY=VALUE [KEY=VALUE ...] (repeatable), --no-resume, --no-progress.
-    """
+def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str) -> None:
+    """The arguments every ``niso EXPERIMENT run`` shares, after --preset/--seeds/--methods:
+    --out, --device, --threads, --set KEY=VALUE [KEY=VALUE ...] (repeatable), --no-resume, --no-progress."""
     r.add_argument("--out", type=Path, required=True, help="run folder")
-    r.add_argument("--device", default=device_default, choices=["auto", "cpu", "cuda"], help=device_help)
-    r.add_argument("--threads", type=int, default=threads_default, help=threads_help)
+    add_device_arg(r)
+    add_threads_arg(r)
     r.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help=f"override config fields, e.g. {set_example} (several after one --set, or repeated)")
     r.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --out")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def experiment_config(args: argparse.Namespace, experiment: Any) -> Any:
+def experiment_config(args: argparse.Namespace, preset: Callable[..., C]) -> C:
     """Check --out/--seeds/--threads, set torch's and NumPy's BLAS threads and return
-    ``experiment.preset(--preset, **--set)``. ``--out`` must be (or be creatable as) a writable folder."""
+    ``preset(--preset, **--set)``; every bad value is a :class:`UsageError` naming its flag."""
     if getattr(args, "out", None) is not None:
         check_output_folder(Path(args.out))
-    if args.seeds < 1:
-        raise SystemExit(f"niso: error: --seeds must be >= 1, got {args.seeds}")
+    if getattr(args, "seeds", 1) < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
     if args.threads is not None:
         if args.threads < 1:
-            raise SystemExit(f"niso: error: --threads must be >= 1, got {args.threads}")
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
         set_threads(args.threads)  # torch's and NumPy's BLAS (niso_geom.threads)
     try:
-        return experiment.preset(args.preset, **parse_overrides(args.overrides))
+        return preset(args.preset, **parse_overrides(args.overrides))
     except ValueError as exc:
-        raise SystemExit(f"niso: error: {exc}") from exc
-
-
-def print_experiment_summary(rows: list[list[Any]], headers: list[str], targets: Any, written: str) -> None:
-    """The results table, the issue-target checks (label, True/False/None) and where the files are."""
-    print()
-    print(format_table(rows, headers))
-    checks = ", ".join(f"{label}: {'n/a' if ok is None else ('yes' if ok else 'NO')}" for label, ok in targets)
-    print(f"\n{checks}")
-    print(written)
+        if isinstance(exc, UsageError):
+            raise
+        raise UsageError(str(exc)) from exc

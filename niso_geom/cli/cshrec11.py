@@ -9,26 +9,19 @@ from typing import Any
 from niso_geom.cli._common import (
     add_data_root,
     add_experiment_run_args,
+    experiment_config,
     format_table,
-    parse_overrides,
 )
-from niso_geom.errors import NisoGeomError
 from niso_geom.experiments.cshrec11 import (
     METHOD_LABELS,
     METHODS,
     PRESETS,
     SUMMARY_HEADERS,
-    CShrec11Config,
     preset,
     run,
     summary_rows,
 )
-from niso_geom.threads import set_threads
 from niso_geom.train import distributed
-
-
-class UsageError(NisoGeomError, ValueError):
-    """A command-line value out of range (printed as one ``niso: error:`` line, exit status 2)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,27 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=list(METHODS.choices()),
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
                                           f"{METHODS.help_text()}")
-    add_experiment_run_args(r, set_example="--set steps=3000 enc_channels=16,32,64",
-                            device_help="auto: CUDA if available, else CPU (default); cuda without a GPU is an error")
+    add_experiment_run_args(r, set_example="--set steps=3000 enc_channels=16,32,64")
     r.add_argument("--cache-dir", type=Path, default=None,
                    help="dataset cache root (default: $NISO_GEOM_CACHE_DIR, else the user cache folder)")
     add_data_root(r)
     r.set_defaults(func=cmd_run)
 
 
-def run_config(args: argparse.Namespace) -> CShrec11Config:
-    """Check --seeds/--threads, set the thread counts and return ``preset(--preset, **--set)``."""
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {args.threads}")
-        set_threads(args.threads)  # torch's and NumPy's BLAS
-    return preset(args.preset, **parse_overrides(args.overrides))  # ConfigError names the field
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = run_config(args)
+    cfg = experiment_config(args, preset)
     ctx = distributed.init_from_env()
 
     def announce(rec: dict[str, Any]) -> None:

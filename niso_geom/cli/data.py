@@ -7,7 +7,13 @@ import math
 import time
 from pathlib import Path
 
-from niso_geom.cli._common import add_data_root, check_output_file, format_table, parse_size
+from niso_geom.cli._common import (
+    HELP,
+    add_data_root,
+    add_threads_arg,
+    check_output_file,
+    format_table,
+)
 from niso_geom.errors import UsageError
 
 
@@ -20,15 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     bsub = b.add_subparsers(dest="dataset", metavar="DATASET")
     bsub.required = True
     h = bsub.add_parser("homnist", help="MNIST test digits padded to 40×40 and warped by 32 homographies each")
-    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--seed", type=int, default=0, help=HELP["seed"].replace("the preset's", "0"))
     h.add_argument("--subset", type=int, default=None, help="use the first N test digits (default all 10,000)")
     h.add_argument("--sampler", choices=["metropolis", "gaussian"], default="metropolis")
     h.add_argument("--scale", type=float, default=1.0, help="factor on the homConv sl(3) scales")
     h.add_argument("--homographies", type=int, default=32)
     h.add_argument("--idx-dir", default=None, help="read t10k-* IDX files from this folder instead")
     h.add_argument("--cache-dir", default=None, help="cache root (default $NISO_GEOM_CACHE_DIR)")
-    h.add_argument("--threads", type=int, default=1)
-    h.add_argument("--no-progress", action="store_true")
+    add_threads_arg(h)
+    h.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_root(h)
     h.set_defaults(func=cmd_build_homnist)
     c = bsub.add_parser("cshrec11", help="conformal SHREC'11: HKS of 25 classes pulled back to the sphere, "
@@ -37,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--source", default=None, help="shrec_16 tarball (default: shrec_16.tar.gz in the data root)")
     c.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     c.add_argument("--classes", default=None, help="comma-separated subset of classes (default all 25)")
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
     c.set_defaults(func=cmd_build_cshrec11)
 
     s = dsub.add_parser("show", help="render a dataset")
@@ -54,11 +60,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cshrec11_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--res", default="96x192", help="grid HxW (default 96x192, the paper's)")
+    p.add_argument("--res", type=int, default=96, help=HELP["res"] + " (default 96: the paper's 96×192 grid)")
     p.add_argument("--transforms", type=int, default=30, help="Möbius views per mesh (default 30)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=HELP["seed"].replace("the preset's", "0"))
     p.add_argument("--cache-dir", default=None, help="cache root (default $NISO_GEOM_CACHE_DIR or the user cache)")
     add_data_root(p)
+
+
+def _grid_shape(rows: int) -> tuple[int, int]:
+    """The cSHREC'11 grid of ``--res`` latitude rows: (rows, 2·rows)."""
+    if rows < 2:
+        raise UsageError(f"--res {rows}: the grid needs at least 2 latitude rows")
+    return rows, 2 * rows
 
 
 def _at_least(args: argparse.Namespace, minimum: int, *names: str) -> None:
@@ -95,7 +108,7 @@ def _folder(args: argparse.Namespace) -> Path:
     from niso_geom.data.cshrec11 import _resolve_source, dataset_folder
 
     _at_least(args, 0, "transforms")
-    res = parse_size(args.res, "--res")
+    res = _grid_shape(args.res)
     _, sha = _resolve_source(args.source, args.data_root)
     return dataset_folder(args.cache_dir, res, args.transforms, args.seed, sha)
 
@@ -103,7 +116,7 @@ def _folder(args: argparse.Namespace) -> Path:
 def cmd_build_cshrec11(args: argparse.Namespace) -> int:
     from niso_geom.data.cshrec11 import build_cshrec11, read_manifest
 
-    res = parse_size(args.res, "--res")
+    res = _grid_shape(args.res)
     _at_least(args, 1, "jobs")
     _at_least(args, 0, "transforms")
     t0 = time.perf_counter()

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from niso_geom.cli._common import (
+    HELP,
     add_data_root,
     add_experiment_run_args,
     experiment_config,
@@ -59,14 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Writes equivariance.json beside the method's result.json.")
     e.add_argument("run_dir", help="a homNIST run folder (from niso homnist run)")
     e.add_argument("--method", default="niso", choices=list(niso_methods()))
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help=HELP["seed"].replace("the preset's", "0"))
     e.add_argument("--digits", type=int, default=100, help="clean test digits, each with its 32 warps (default 100)")
     add_data_root(e)
     e.set_defaults(func=cmd_equivariance)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg: HomNISTConfig = experiment_config(args, homnist)
+    cfg: HomNISTConfig = experiment_config(args, homnist.preset)
     if args.jobs < 1:
         raise SystemExit(f"niso: error: --jobs must be >= 1, got {args.jobs}")
 

@@ -5,25 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from niso_geom.cli._common import add_experiment_run_args, format_table, parse_overrides
-from niso_geom.errors import NisoGeomError
+from niso_geom.cli._common import add_experiment_run_args, experiment_config, format_table
 from niso_geom.experiments.pose import (
     METHODS,
     PRESETS,
     SUMMARY_HEADERS,
-    PoseConfig,
     preset,
     run,
     summary_rows,
 )
-from niso_geom.threads import set_threads
 
 PRESET_HELP = ("tiny (seconds, smoke test) | cpu (isotropic fields, Haar rotations; 2 CPU cores, about 10-15 min; "
                "default) | camera (caps, rotations <= 45°; cpu sizes) | paper (bigger grid, K and head, for a GPU)")
-
-
-class PoseArgumentError(NisoGeomError, ValueError):
-    """A command-line value of ``niso pose run`` out of range (the message names the flag)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,24 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=METHODS.choices(),
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
                                           f"{METHODS.help_text()}")
-    add_experiment_run_args(r, set_example="--set signals=cap rotations=camera",
-                            device_help="where the operator and heads train (default auto: CUDA if available; "
-                                        "the small SVDs of τ run fastest on CPU, so --device cpu is often quicker)",
-                            threads_default=1,
-                            threads_help="torch and NumPy BLAS threads (default 1: the small SVDs run fastest on one "
-                                         "thread)")
+    add_experiment_run_args(r, set_example="--set signals=cap rotations=camera")
     r.set_defaults(func=cmd_run)
-
-
-def run_config(args: argparse.Namespace) -> PoseConfig:
-    """Check --seeds/--threads, set the threads and return ``preset(--preset, **--set)``."""
-    if args.seeds < 1:
-        raise PoseArgumentError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise PoseArgumentError(f"--threads must be >= 1, got {args.threads}")
-        set_threads(args.threads)  # torch's and NumPy's BLAS
-    return preset(args.preset, **parse_overrides(args.overrides))  # PoseConfigError names the field
 
 
 def announce(rec: dict[str, Any]) -> None:
@@ -68,7 +45,7 @@ def announce(rec: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = run_config(args)
+    cfg = experiment_config(args, preset)
     results, _ = run(cfg, args.out, methods=args.methods, seeds=range(args.seeds), device=args.device,
                      progress=not args.no_progress, resume=not args.no_resume, on_record=announce)
     print()

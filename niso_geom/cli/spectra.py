@@ -8,7 +8,22 @@ import json
 import shutil
 from pathlib import Path
 
-from niso_geom.cli._common import add_data_root, format_table, parse_overrides
+from niso_geom.cli._common import (
+    HELP,
+    add_data_root,
+    add_device_arg,
+    add_domain_arg,
+    add_grid_arg,
+    add_res_arg,
+    add_size_arg,
+    add_threads_arg,
+    check_output_folder,
+    format_table,
+    parse_overrides,
+    parse_size,
+    resolve_domain_arg,
+)
+from niso_geom.errors import UsageError
 from niso_geom.experiments.spectra import (
     evaluate,
     load_run,
@@ -30,37 +45,42 @@ SUMMARY = [("purity_mean", "mean purity"), ("eigenvalue_spearman", "eigenvalue S
            ("wall_seconds", "wall seconds"), ("steps_per_second", "steps per second")]
 
 
+DOMAIN_NAMES = {"torus": "torus", "sphere": "sphere", "icosphere": "mesh", "mesh": "mesh"}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spectra", help="learn an operator from transformed signals; compare with the analytic spectrum")
-    p.add_argument("--domain", choices=["torus", "sphere", "mesh"], default="torus")
+    add_domain_arg(p, choices=list(DOMAIN_NAMES), default="torus",
+                   what="torus (default; circular shifts), sphere (rotations) or icosphere (rotations; 'mesh' is the "
+                        "same)")
     p.add_argument("--preset", choices=["tiny", "cpu", "paper"], default="cpu",
                    help="cpu: minutes on 2 cores (default); paper: the paper's sizes and steps (GPU); tiny: seconds. "
                         "Tie-breakers each preset adds to the paper's method (why: docs/spectra.md): " + preset_help())
     p.add_argument("--no-extras", action="store_true",
                    help="the paper's plain method at the preset's sizes: none of the project's tie-breakers "
                         "(decorrelation, cluster rotations, refinement phase, ...)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                   help="where training runs: auto (default), CUDA if available; the report is computed on the CPU")
+    add_device_arg(p)
     p.add_argument("--signals", choices=["random", "mnist"], default=None,
                    help="power-law random fields (the presets') or MNIST digits (from the data root)")
-    p.add_argument("--grid", choices=["dh", "equiangular"], default=None,
-                   help="sphere grid: dh, the paper's Driscoll–Healy grid (the presets'), or equiangular, cell-centred "
-                        "rings × twice as many longitudes, Fejér weights (16×32 at the cpu preset; docs/spectra.md)")
-    p.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds checkpoints)")
+    add_size_arg(p)
+    add_grid_arg(p)
+    add_res_arg(p)
+    p.add_argument("--out", type=Path, required=True, help="run folder (resumed if it holds checkpoints)")
     p.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     p.add_argument("-k", type=int, default=None, help="override the operator rank K")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help=HELP["seed"])
     p.add_argument("--no-dropout", action="store_true", help="disable spectral dropout (the official code has none)")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override SpectraConfig fields, e.g. --set beta=0.25 lr_end=1e-3 (see docs/spectra.md)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
-    p.add_argument("--threads", type=int, default=1, help="torch and NumPy BLAS threads (default 1; see docs/spectra.md)")
-    p.add_argument("--no-progress", action="store_true")
+                   help="override config fields, e.g. --set beta=0.25 lr_end=1e-3 (several after one --set, or "
+                        "repeated; docs/spectra.md)")
+    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --out")
+    add_threads_arg(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_root(p)
     p.set_defaults(func=cmd_spectra)
 
     c = sub.add_parser("compare", help="recompute report.json/report.md/figures of a spectra run from its checkpoint")
-    c.add_argument("run_dir", type=Path)
+    c.add_argument("run_dir", type=Path, help="a spectra run folder")
     add_data_root(c)
     c.set_defaults(func=cmd_compare)
 
@@ -77,32 +97,49 @@ def print_summary(report: dict, title: str) -> None:
     print(f"analytic multiplicities:                 {report['analytic_multiplicity']}")
 
 
+def _resolution(args: argparse.Namespace, domain: str) -> int | None:
+    """``res`` of the config from --size (torus, square) or --res (sphere rows, icosphere level)."""
+    if args.size is not None:
+        if domain != "torus":
+            raise UsageError(f"--size {args.size}: only the torus has a grid size (use --res for the {domain})")
+        h, w = parse_size(args.size, "--size", minimum=3)
+        if h != w:
+            raise UsageError(f"--size {args.size}: the spectra experiment uses square tori")
+        return h
+    if args.res is not None and domain == "torus":
+        raise UsageError(f"--res {args.res}: the torus has a grid size, not a resolution (use --size HxW)")
+    return args.res
+
+
 def config_overrides(args: argparse.Namespace) -> dict:
     """The SpectraConfig overrides: ``--set KEY=VALUE`` items plus the flags that were given
-    (``--signals``, ``--grid``, ``--steps``, ``-k``, ``--seed``, ``--no-dropout``). A field set both
-    ways exits with an error rather than letting one silently win."""
+    (``--signals``, ``--grid``, ``--size``/``--res``, ``--steps``, ``-k``, ``--seed``, ``--no-dropout``,
+    ``--device``). A field set both ways is an error rather than letting one silently win."""
     overrides: dict = parse_overrides(args.overrides)
-    if args.grid is not None and args.domain != "sphere":
-        raise SystemExit(f"niso: error: --grid chooses a sphere grid; --domain is {args.domain}")
-    flags = {"signals": args.signals, "grid": args.grid, "steps": args.steps, "k": args.k, "seed": args.seed,
-             "dropout": False if args.no_dropout else None, "device": args.device}
+    domain = DOMAIN_NAMES[resolve_domain_arg(args)]
+    if args.grid is not None and domain != "sphere":
+        raise UsageError(f"--grid {args.grid}: only the sphere has a grid kind (the domain is {args.domain})")
+    flags = {"signals": args.signals, "grid": args.grid, "res": _resolution(args, domain), "steps": args.steps,
+             "k": args.k, "seed": args.seed, "dropout": False if args.no_dropout else None,
+             "device": None if args.device == "auto" and "device" in overrides else args.device}
     for key, value in flags.items():
         if value is None:
             continue
         if key in overrides:
-            flag = {"k": "-k", "dropout": "--no-dropout"}.get(key, f"--{key}")
-            raise SystemExit(f"niso: error: {key} is set twice, by {flag} and by --set {key}={overrides[key]};"
-                             " give it once")
+            flag = {"k": "-k", "dropout": "--no-dropout", "res": "--size/--res"}.get(key, f"--{key}")
+            raise UsageError(f"{key} is set twice, by {flag} and by --set {key}={overrides[key]}; give it once")
         overrides[key] = value
     return overrides
 
 
 def cmd_spectra(args: argparse.Namespace) -> int:
     try:
-        cfg = preset(args.preset, args.domain, config_overrides(args), plain=args.no_extras)
+        overrides = config_overrides(args)
+        cfg = preset(args.preset, DOMAIN_NAMES[args.domain], overrides, plain=args.no_extras)
     except ValueError as exc:
         raise SystemExit(f"niso: error: {exc}") from exc
     resolve_device(cfg.device)  # a missing GPU is an error before any work
+    check_output_folder(args.out)
     if args.no_resume and args.out.exists():
         shutil.rmtree(args.out / "checkpoints", ignore_errors=True)
         (args.out / "config.json").unlink(missing_ok=True)

@@ -28,6 +28,37 @@ from niso_geom.spectral.eigenbasis import Eigenbasis
 
 GridKind = Literal["equiangular", "equiangular-centred", "driscoll-healy", "gauss-legendre", "healpix"]
 
+# every name a user may give for a grid kind (CLI flags, configs) -> the kind; one meaning everywhere
+GRID_NAMES: dict[str, GridKind] = {
+    "equiangular": "equiangular", "ea": "equiangular",
+    "centred": "equiangular-centred", "equiangular-centred": "equiangular-centred",
+    "dh": "driscoll-healy", "driscoll-healy": "driscoll-healy",
+    "gl": "gauss-legendre", "gauss-legendre": "gauss-legendre",
+    "healpix": "healpix",
+}
+
+
+def grid_kind(name: str) -> GridKind:
+    """The grid kind a name means (``dh`` → ``driscoll-healy``, ``centred`` → ``equiangular-centred``, ...)."""
+    try:
+        return GRID_NAMES[name]
+    except KeyError:
+        raise ValueError(f"unknown sphere grid {name!r}; choose from {', '.join(GRID_NAMES)}") from None
+
+
+def grid_from_rows(kind: GridKind, res: int) -> SphereGrid:
+    """The sphere grid of ``kind`` at resolution ``res``: its number of latitude rows for the
+    latitude-longitude grids (Driscoll–Healy: ``res`` = 2B, even), the nside for HEALPix."""
+    if kind == "driscoll-healy":
+        if res % 2:
+            raise ValueError(f"a Driscoll–Healy grid has an even number of rows (2B), got {res}")
+        return SphereGrid.driscoll_healy(res // 2)
+    if kind == "healpix":
+        return SphereGrid.healpix(res)
+    if kind == "gauss-legendre":
+        return SphereGrid.gauss_legendre(res)
+    return SphereGrid.equiangular(res, poles=kind == "equiangular")  # 2·res longitudes
+
 
 class SphereGrid(Domain):
     """Samples of the unit sphere with quadrature weights (total 4π).

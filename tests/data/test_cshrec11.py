@@ -187,7 +187,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 def test_cli_show_cshrec11_writes_png(built, tmp_path, capsys):
     root, _ = built
     out = tmp_path / "views.png"
-    assert main(["data", "show", "cshrec11", "--res", "16x32", "--transforms", "2", "--seed", "3",
+    assert main(["data", "show", "cshrec11", "--res", "16", "--transforms", "2", "--seed", "3",
                  "--cache-dir", str(root), "--count", "2", "--out", str(out)]) == 0
     assert out.stat().st_size > 5000
     assert "2 meshes" in capsys.readouterr().out

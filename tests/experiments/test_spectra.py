@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from niso_geom.cli import main
-from niso_geom.experiments.spectra import build_problem, preset, signal_moment, train
+from niso_geom.experiments.spectra import SpectraConfig, build_problem, preset, signal_moment, train
 from niso_geom.niso.cluster_pca import rotate_clusters_to_principal_axes
 from niso_geom.train import read_checkpoint
 
@@ -228,16 +228,22 @@ def test_on_the_sphere_the_signals_principal_axes_in_a_collapsed_cluster_are_the
 
 
 def test_cli_grid_chooses_the_sphere_grid(tmp_path):
-    out = tmp_path / "equiangular"
-    assert main(["spectra", "--domain", "sphere", "--preset", "tiny", "--grid", "equiangular", "--steps", "4",
+    out = tmp_path / "centred"
+    assert main(["spectra", "sphere", "--preset", "tiny", "--grid", "centred", "--steps", "4",
                  "--out", str(out), "--no-progress"]) == 0
-    assert json.loads((out / "config.json").read_text())["grid"] == "equiangular"
+    assert json.loads((out / "config.json").read_text())["grid"] == "equiangular-centred"
     assert json.loads((out / "report.json").read_text())["n"] == 8 * 16  # cell-centred 8×16 at the tiny res
-    with pytest.raises(SystemExit, match="--grid chooses a sphere grid; --domain is torus"):
+    with pytest.raises(SystemExit, match="--grid dh: only the sphere has a grid kind"):
         main(["spectra", "--domain", "torus", "--preset", "tiny", "--grid", "dh", "--out", str(tmp_path / "t")])
     with pytest.raises(SystemExit, match="grid is set twice, by --grid and by --set grid=dh"):
-        main(["spectra", "--domain", "sphere", "--preset", "tiny", "--grid", "equiangular", "--out",
+        main(["spectra", "--domain", "sphere", "--preset", "tiny", "--grid", "centred", "--out",
               str(tmp_path / "t"), "--set", "grid=dh"])
+    # the old configs' "equiangular" was the cell-centred grid; in the shared language it has poles
+    old = {**preset("tiny", "sphere").to_dict(), "grid": "equiangular"}
+    del old["config_version"]
+    assert SpectraConfig.from_dict(old).grid == "equiangular-centred"
+    assert preset("tiny", "sphere", grid="equiangular").grid == "equiangular"
+    assert preset("tiny", "sphere", grid="dh").grid == "driscoll-healy"
 
 
 def test_hold_steps_are_validated():

@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from niso_geom.domains.sphere import grid_kind
 from niso_geom.experiments.common import coerce_field
 from niso_geom.niso.extras import TieBreakers
 
 __all__ = ["DOMAINS", "PRESETS", "SpectraConfig", "preset", "preset_help"]
 
 DOMAINS = ("torus", "sphere", "mesh")
+# configs written before grid names were shared with `niso domain` said "equiangular" for the cell-centred grid
+LEGACY_GRIDS = {"equiangular": "equiangular-centred"}
+CONFIG_VERSION = 2  # 2: shared grid names (1: "equiangular" meant the cell-centred grid)
 
 
 @dataclass(frozen=True)
@@ -26,8 +30,8 @@ class SpectraConfig:
     """Everything that defines a spectra run (saved as config.json)."""
 
     domain: str = "torus"  # torus | sphere | mesh
-    grid: str = "dh"  # sphere: dh (Driscoll–Healy) | equiangular (cell-centred, 2× longitudes)
-    res: int = 16  # torus side; sphere: rows of the grid; mesh: icosphere level
+    grid: str = "driscoll-healy"  # sphere grid kind (niso_geom.domains.sphere.GRID_NAMES: dh, centred, ...)
+    res: int = 16  # torus side; sphere: latitude rows (nside for healpix); mesh: icosphere level
     k: int = 256
     signals: str = "random"  # random | mnist
     channels: int = 64
@@ -64,23 +68,31 @@ class SpectraConfig:
                              f"beta={self.beta}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        try:
+            object.__setattr__(self, "grid", grid_kind(self.grid))
+        except ValueError as exc:
+            raise ValueError(f"grid: {exc}") from None
         if isinstance(self.extras, Mapping):  # from JSON
             object.__setattr__(self, "extras", TieBreakers(**self.extras))
         self.extras.check_run(self.steps, self.warmup)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as config.json holds it (with the layout's version)."""
+        return {**dataclasses.asdict(self), "config_version": CONFIG_VERSION}
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the results (not where the run computes): what a resume must match."""
-        d = self.to_dict()
+        d = dataclasses.asdict(self)
         d.pop("device")
         return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SpectraConfig:
-        """From config.json, also in the flat layout of runs made before ``extras`` existed."""
+        """From config.json, also in the flat layout of runs made before ``extras`` existed and with
+        the grid names of runs made before they were shared with ``niso domain``."""
         data = dict(data)
+        if data.pop("config_version", 1) < CONFIG_VERSION and "grid" in data:
+            data["grid"] = LEGACY_GRIDS.get(data["grid"], data["grid"])
         extra_names = {f.name for f in dataclasses.fields(TieBreakers)}
         extras = dict(data.pop("extras", None) or {})
         extras.update({k: data.pop(k) for k in list(data) if k in extra_names})
@@ -101,7 +113,7 @@ def _torus_cpu() -> SpectraConfig:
 PRESETS: dict[str, dict[str, SpectraConfig]] = {
     "cpu": {  # minutes on 2 CPU cores; docs/spectra.md gives the measurements behind each choice
         "torus": _torus_cpu(),
-        "sphere": SpectraConfig(domain="sphere", grid="dh", res=16, k=64, lmax=7, channels=128, batch=8, steps=5000,
+        "sphere": SpectraConfig(domain="sphere", res=16, k=64, lmax=7, channels=128, batch=8, steps=5000,
                                 beta=0.25, eigenvalue_param="cumsum", preset="cpu",
                                 extras=TieBreakers(moment_pairs=512, cluster_pca_every=500, refine_steps=1000)),
         "mesh": SpectraConfig(domain="mesh", res=3, k=64, lmax=7, channels=128, batch=8, steps=4000, beta=0.25,
@@ -110,7 +122,7 @@ PRESETS: dict[str, dict[str, SpectraConfig]] = {
     "paper": {  # the paper's sizes and step counts (docs/algorithm.md §3.1), for a GPU
         "torus": SpectraConfig(domain="torus", res=16, k=256, channels=267, batch=16, steps=1_000_000, warmup=2000,
                                beta=0.5, eigenvalue_param="square", checkpoint_every=10_000, preset="paper"),
-        "sphere": SpectraConfig(domain="sphere", grid="dh", res=16, k=64, lmax=7, channels=128, batch=16,
+        "sphere": SpectraConfig(domain="sphere", res=16, k=64, lmax=7, channels=128, batch=16,
                                 steps=50_000, warmup=2000, lr_end=5e-4, beta=0.5, eigenvalue_param="cumsum",
                                 checkpoint_every=10_000, preset="paper"),
         "mesh": SpectraConfig(domain="mesh", res=4, k=64, lmax=7, channels=128, batch=16, steps=50_000, warmup=2000,
@@ -120,7 +132,7 @@ PRESETS: dict[str, dict[str, SpectraConfig]] = {
     "tiny": {  # seconds; for tests and smoke runs
         "torus": SpectraConfig(domain="torus", res=6, k=36, channels=16, batch=4, steps=60, warmup=10, lr=5e-3,
                                checkpoint_every=30, eval_pairs=4, preset="tiny"),
-        "sphere": SpectraConfig(domain="sphere", grid="dh", res=8, k=16, channels=8, batch=4, steps=60, warmup=10,
+        "sphere": SpectraConfig(domain="sphere", res=8, k=16, channels=8, batch=4, steps=60, warmup=10,
                                 lr=5e-3, lmax=4, eigenvalue_param="cumsum", checkpoint_every=30, eval_pairs=4,
                                 preset="tiny"),
         "mesh": SpectraConfig(domain="mesh", res=1, k=16, channels=8, batch=4, steps=60, warmup=10, lr=5e-3, lmax=4,

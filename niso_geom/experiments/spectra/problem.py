@@ -20,7 +20,8 @@ import numpy as np
 
 from niso_geom.data.mnist import load_mnist
 from niso_geom.data.signals import SpherePairs, TorusPairs
-from niso_geom.domains import SphereGrid, TorusGrid, TriMesh
+from niso_geom.domains import TorusGrid, TriMesh
+from niso_geom.domains.sphere import grid_from_rows
 from niso_geom.experiments.spectra.config import SpectraConfig
 from niso_geom.harmonics.sphere import lmax_for, num_harmonics
 from niso_geom.spectral.eigenbasis import Eigenbasis
@@ -58,14 +59,7 @@ def build_problem(cfg: SpectraConfig, data_root: str | None = None) -> Problem:
         sampler = TorusPairs(cfg.res, cfg.res, cfg.channels, alpha=cfg.alpha, images=images)
         return Problem(dom, truth, truth.eigenspaces(), sampler, dom.generators())
     if cfg.domain == "sphere":
-        if cfg.grid == "dh":
-            if cfg.res % 2:
-                raise ValueError(f"a Driscoll–Healy grid has an even number of rows, got res={cfg.res}")
-            dom = SphereGrid.driscoll_healy(cfg.res // 2)
-        elif cfg.grid == "equiangular":
-            dom = SphereGrid.equiangular(cfg.res, 2 * cfg.res, poles=False)
-        else:
-            raise ValueError(f"sphere grid must be 'dh' or 'equiangular', got {cfg.grid!r}")
+        dom = grid_from_rows(cfg.grid, cfg.res)  # e.g. Driscoll–Healy 16×16, or 16 centred rings × 32
         L = lmax_for(cfg.k)
         if num_harmonics(L) != cfg.k:
             raise ValueError(f"on the sphere k must be a square (full degrees), got {cfg.k}")
