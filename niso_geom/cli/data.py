@@ -158,6 +158,7 @@ def cmd_show_cshrec11(args: argparse.Namespace) -> int:
     from niso_geom import plotting
     from niso_geom.data.cshrec11 import plot_views, read_manifest
 
+    plotting.require_plot_extra("niso data show")
     _at_least(args, 1, "count")
     if not 0 <= args.channel <= 15:
         raise UsageError(f"--channel {args.channel}: must be 0..15")

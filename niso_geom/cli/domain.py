@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from niso_geom import plotting
 from niso_geom.cli._common import (
     add_domain_args,
     build_domain,
@@ -60,6 +61,7 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError(f"-k {args.k}: the number of eigenpairs must be ≥ 1")
     if args.out is not None:
+        plotting.require_plot_extra("niso domain spectrum --out")  # before any work, in one line
         check_output_folder(args.out)
     dom = build_domain(args, task="spectrum", k=args.k)
     k = min(args.k, dom.n)
@@ -85,7 +87,6 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     print(format_table(rows, headers))
     print(f"Φᵀ M Φ − I: {eb.orthonormality_error():.2e}   residual ‖SΦ − MΦΛ‖/‖S‖: {eb.residual(dom.stiffness):.2e}")
     if args.out is not None:
-        from niso_geom import plotting
 
         report = {"domain": dom.describe(), "k": k, "seconds": seconds, "method": eb.info.get("method"),
                   "evals": eb.evals, "reference": ref, "reference_kind": ref_name,
