@@ -20,11 +20,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# the main job: learn the toric and spherical Laplacians (cpu preset) and compare with the analytic ones
+# the main job: learn the spherical and toric Laplacians (cpu preset) and compare with the analytic ones;
+# the quick sphere run first, so that a finished report with figures is there within minutes
 demo: $(STAMP)
-	$(VENV)/bin/niso spectra --domain torus --preset cpu --out $(OUT)/torus
-	$(VENV)/bin/niso spectra --domain sphere --preset cpu --out $(OUT)/sphere
-	$(VENV)/bin/niso spectra --domain sphere --preset cpu --grid equiangular --out $(OUT)/sphere-equiangular
+	$(VENV)/bin/niso spectra sphere --preset cpu --out $(OUT)/sphere
+	$(VENV)/bin/niso spectra torus --preset cpu --out $(OUT)/torus
+	$(VENV)/bin/niso spectra sphere --preset cpu --grid centred --out $(OUT)/sphere-centred
 	$(VENV)/bin/niso tour --out $(OUT)/tour
 
 test: $(STAMP)
