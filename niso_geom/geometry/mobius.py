@@ -50,6 +50,8 @@ __all__ = [
     "mobius_center",
     "fit_mobius",
     "mobius_residual",
+    "mobius_max_scale",
+    "mobius_conformal_factor",
 ]
 
 _I2 = np.eye(2, dtype=np.complex128)
@@ -301,6 +303,30 @@ def random_mobius(rng: np.random.Generator, boost: float = 0.2, size: int | None
     c = d * (boost * rng.uniform(size=(n, 1)))
     A = normalize_sl2(R @ mobius_boost(c))
     return A[0] if size is None else A
+
+
+def mobius_conformal_factor(A: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Conformal factor (linear scale, ``(N,)``) of ``A`` at the points ``X`` (``(N, 3)``) of the unit sphere.
+
+    With ``p`` the unit spinor of ``x`` and ``det A = 1``, the round metric is pulled back by
+    ``|p|⁴ / |Ap|⁴``, so the linear scale at ``x`` is ``1 / |A p|²``.
+    """
+    A = normalize_sl2(A)
+    AP = sphere_to_spinor(X) @ A.T
+    return 1.0 / np.sum(np.abs(AP) ** 2, axis=-1)
+
+
+def mobius_max_scale(A: np.ndarray) -> np.ndarray | float:
+    """Largest linear scale factor ``k`` of ``A`` on the sphere (``(..., 2, 2)`` → ``(...)``): ``1 / σ_min(A)²``.
+
+    For ``det A = 1``, :func:`mobius_conformal_factor` is ``1 / |A p|²`` over unit spinors, so it
+    ranges over ``[1/σ_max², 1/σ_min²] = [1/k, k]`` with ``k = σ_max² = 1/σ_min²``; ``k = 1``
+    exactly for rotations, ``(1 + |c|)/(1 − |c|)`` for the boost by ``c``. ``A`` and ``A⁻¹`` have
+    the same ``k``.
+    """
+    s = np.linalg.svd(normalize_sl2(A), compute_uv=False)
+    k = s[..., 0] / s[..., -1]  # σ_max / σ_min = σ_max² when det = 1, and robust to rounding
+    return float(k) if np.ndim(k) == 0 else k
 
 
 def mobius_polar(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
