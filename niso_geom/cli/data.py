@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -85,6 +86,18 @@ def cmd_build_homnist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bad_severity(args: argparse.Namespace) -> bool:
+    """True (after a one-line error on stderr) when --severity is out of --mobius's range."""
+    from niso_geom.geometry.mobius_severity import check_severity
+
+    try:
+        check_severity(args.mobius, args.severity)
+    except ValueError as exc:
+        print(f"niso: error: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def _folder(args: argparse.Namespace) -> Path:
     from niso_geom.data.cshrec11 import _resolve_source, dataset_folder
 
@@ -96,6 +109,8 @@ def _folder(args: argparse.Namespace) -> Path:
 def cmd_build_cshrec11(args: argparse.Namespace) -> int:
     from niso_geom.data.cshrec11 import build_cshrec11, read_manifest
 
+    if _bad_severity(args):
+        return 2
     res = parse_size(args.res)
     t0 = time.perf_counter()
     folder = build_cshrec11(args.cache_dir, res=res, transforms=args.transforms, seed=args.seed,
@@ -141,6 +156,8 @@ def cmd_show_cshrec11(args: argparse.Namespace) -> int:
     from niso_geom import plotting
     from niso_geom.data.cshrec11 import plot_views, read_manifest
 
+    if _bad_severity(args):
+        return 2
     folder = _folder(args)
     m = read_manifest(folder)
     if args.meshes:
