@@ -1,6 +1,6 @@
 """Conformal SHREC'11: heat kernel signatures of SHREC'11 shapes pulled back to the sphere.
 
-The recipe of the paper's ``process_cshrec11.py`` (niso-reference.md §4), built from the
+The recipe of the paper's ``process_cshrec11.py`` (docs/algorithm.md §4), built from the
 shrec_16 release of SHREC'11 (500 faces per mesh) with our own conformal maps:
 
 * 25 classes: the 30 SHREC'11 classes without ``glasses, lamp, snake, two_balls, myScissor``;

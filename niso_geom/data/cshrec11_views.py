@@ -95,21 +95,21 @@ def severity_views(V: np.ndarray, F: np.ndarray, severities: Sequence[float], *,
     the ``paper`` view of each ``|c|`` in ``severities`` along one ``direction`` (no rotation, so the
     images differ by severity alone). Returns the (H, W) images and their ``k``."""
     arrays, _ = compute_mesh_views(V, F, res=res, transforms=0, seed=0, name=name, mobius="rotation")
-    sphere, signal = arrays["sphere"], arrays["hks"][:, channel] - 1.0
+    sphere, signal = arrays["sphere"], arrays["hks"][:, channel:channel + 1] - 1.0  # (N, 1)
     d = np.asarray(direction, dtype=np.float64)
     d = d / np.linalg.norm(d)
     grid = SphereGrid.equiangular(*res)
-    imgs, ks = [grid.to_grid(pullback_matrix(sphere, F, grid.points) @ signal)], [1.0]
+    imgs, ks = [grid.to_grid(pullback_matrix(sphere, F, grid.points) @ signal)[0]], [1.0]
     for s in severities:
         A = paper_view_transform(sphere, V, F, float(s) * d)
-        imgs.append(grid.to_grid(pullback_matrix(sphere, F, grid.points, mobius=A) @ signal))
+        imgs.append(grid.to_grid(pullback_matrix(sphere, F, grid.points, mobius=A) @ signal)[0])
         ks.append(float(mobius_max_scale(A)))
     return imgs, ks
 
 
 def plot_severities(V: np.ndarray, F: np.ndarray, severities: Sequence[float], *, title: str,
                     res: tuple[int, int] = (32, 64), channel: int = 8, directions: Sequence[Sequence[float]] = (
-                        (1.0, 0.0, 0.0), (0.0, 0.0, 1.0))):
+                        (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):
     """A figure of one mesh at several ``paper`` severities: one row per direction of ``c``,
     columns the map and ``|c|`` from mild to severe, titled with ``|c|`` and ``k``. Returns the Figure."""
     from niso_geom.plotting import _plt  # matplotlib only when a figure is asked for

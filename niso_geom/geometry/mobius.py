@@ -17,7 +17,7 @@ Conventions
   one), the matrix is applied to the spinor, and the result is mapped back by the Hopf
   map ``x + iy = 2 u v̄ / (|u|² + |v|²)``, ``z = (|u|² − |v|²) / (|u|² + |v|²)``. There is
   no division by ``1 − z`` anywhere, so points at or near either pole are exact (the
-  official NIso code instead zeroes near-pole points, see niso-reference.md §7.19).
+  official NIso code instead zeroes near-pole points, see docs/algorithm.md §7 item 19).
 * Rotations ``R ∈ SO(3)`` correspond to ``U ∈ SU(2)`` through
   ``mobius_apply(U, X) == X @ R.T`` (see :func:`rotation_to_su2`).
 * A **boost** by a point ``c`` of the open unit ball is the hyperbolic translation of the
@@ -291,7 +291,7 @@ def random_mobius(rng: np.random.Generator, boost: float = 0.2, size: int | None
     The default 0.2 is the ``SHIFT`` of the official cshrec11 config and the default of its
     (unused) ``xform_mobius``, the only boost strength the official code states; the 30
     Möbius views of its pre-computed SHREC_11_CONF data came without their parameters
-    (niso-reference.md §4.5). Unlike ``xform_mobius``, the rotation here is Haar-uniform
+    (docs/algorithm.md §4.5). Unlike ``xform_mobius``, the rotation here is Haar-uniform
     and the boost direction uniform on the sphere. Returns ``(2, 2)`` or ``(size, 2, 2)``.
     """
     if not 0.0 <= boost < 1.0:
