@@ -25,7 +25,7 @@ shrec_16 release of SHREC'11 (500 faces per mesh) with our own conformal maps:
   source checksum)``
   under ``<cache>/cshrec11/``; per mesh ``meshes/<name>.npy`` (the signals, float16
   ``(1 + T, 16, H, W)``, memory-mappable), ``meshes/<name>.npz`` (the sphere map, HKS,
-  eigenvalues, Möbius matrices and per-view channel statistics) and ``meshes/<name>.json``
+  eigenvalues, Möbius matrices, per-view k and per-view channel statistics) and ``meshes/<name>.json``
   (the record, with sha256 of both files and the map's quality report). The record is
   written last, atomically, so a killed build resumes: meshes whose record and checksums
   verify are skipped. ``manifest.json`` summarises the folder after each build.

@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from niso_geom.experiments import cshrec11
+from niso_geom.experiments.cshrec11.severity import accuracy_by_bin, bin_labels, bin_of, pair_scales
 from niso_geom.experiments.cshrec11.views import (
     LabelledViews,
     ViewPairs,
@@ -22,7 +23,6 @@ from niso_geom.experiments.cshrec11.views import (
     confusion_matrix,
     map_views,
 )
-from niso_geom.experiments.cshrec11.severity import accuracy_by_bin, bin_labels, bin_of, pair_scales
 from niso_geom.experiments.registry import UnknownMethodError
 from niso_geom.geometry.mobius import mobius_boost, mobius_max_scale
 from niso_geom.train import DeviceUnavailableError
