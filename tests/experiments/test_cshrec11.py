@@ -164,7 +164,11 @@ def test_every_method_end_to_end_on_a_stand_in_dataset(tmp_path):
     assert sum(e["pairs"] for e in eq.values()) == pre["pairs"]  # the same pairs, binned by the pair's k
     assert math.isclose(sum(e["mean"] * e["pairs"] for e in eq.values() if e["pairs"]) / pre["pairs"],
                         pre["equiv_error"], rel_tol=1e-9)
-    assert set(by_k["equiv_error"]) == {"niso", "niso_frozen"}
+    assert set(by_k["equiv_error"]) == {"niso"}  # one pre-training, shared by niso and niso_frozen
+    assert by_k["methods"]["niso"]["k ≤ 2"]["predictions"] == sum(  # test views of both seeds
+        json.loads((out / "niso" / f"seed{s}" / "result.json").read_text())["by_k"]["k ≤ 2"]["predictions"]
+        for s in (0, 1))
+    assert "| pre-trained niso |" in (out / "results.md").read_text()
     assert (out / "niso" / "seed0" / "pretrain" / "metrics.jsonl").stat().st_size > 0
     assert not (out / "niso_frozen" / "seed0" / "pretrain").exists()  # shares niso's pre-training
     md = (out / "results.md").read_text()

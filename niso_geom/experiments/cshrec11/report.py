@@ -109,10 +109,10 @@ def write_markdown(path: Path, cfg: CShrec11Config, results: dict[str, Any], rec
         text += ["", ("By view severity k (the largest linear scale factor of the view's Möbius map; view 0 "
                  "has k = 1): test accuracy % per bin, mean ± s.e. over seeds (— : no test view in the bin):"), "",
                  markdown_table(by_k_rows(by_k, _label), ["method", *by_k["bins"]])]
-        eq = equiv_by_k_rows(by_k, _label)
+        eq = equiv_by_k_rows(by_k)
         if eq:
             text += ["", ("Equivariance error of the pre-trained NIso model per bin of the pair's k (k of the map "
-                     "between the two views), mean ± s.e. over seeds (pairs):"), "",
+                     "between the two views), mean ± s.e. over seeds (pairs, all seeds):"), "",
                      markdown_table(eq, ["model", *by_k["bins"]])]
     per_run = [[_label(r["method"]), str(r["seed"]), f"{100 * r['accuracy']:.2f}",
                 f"{r['timings'].get('pretrain', 0):.0f}", f"{r['timings']['features'] + r['timings']['head']:.0f}",

@@ -83,9 +83,10 @@ def _mean_se(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def aggregate_by_k(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any] | None:
-    """Per method and k bin: mean ± s.e. over seeds of the bin's accuracy and the predictions per
-    seed; the NIso pre-training's equivariance error per bin of the pair's k. None when no record
-    has per-bin results."""
+    """Per method and k bin: mean ± s.e. over seeds of the bin's accuracy and the number of test
+    predictions in the bin (all seeds together); per pre-training (``spec["pretrain_of"]``, once
+    even when several methods share it) the equivariance error per bin of the pair's k, mean ± s.e.
+    over seeds and the pairs of all seeds. None when no record has per-bin results."""
     binned = [r for r in records if r.get("by_k")]
     if not binned:
         return None
@@ -99,10 +100,11 @@ def aggregate_by_k(records: Sequence[dict[str, Any]], methods: Sequence[str]) ->
         for label in labels:
             mean, se = _mean_se([r["by_k"][label]["accuracy"] for r in rs])
             out["methods"][m][label] = {"accuracy_mean": mean, "accuracy_se": se,
-                                        "predictions": int(rs[0]["by_k"][label]["predictions"])}
+                                        "predictions": sum(int(r["by_k"][label]["predictions"]) for r in rs)}
         eq = [r["diagnostics"].get("pretrained", {}).get("equiv_error_by_k") for r in rs]
-        if any(eq) and m not in out["equiv_error"]:
-            out["equiv_error"][m] = {label: dict(zip(("mean", "se"), _mean_se([e[label]["mean"] for e in eq if e])),
+        pre = rs[0].get("spec", {}).get("pretrain_of") or m
+        if any(eq) and pre not in out["equiv_error"]:
+            out["equiv_error"][pre] = {label: dict(zip(("mean", "se"), _mean_se([e[label]["mean"] for e in eq if e])),
                                                  pairs=sum(e[label]["pairs"] for e in eq if e)) for label in labels}
     return out
 
@@ -114,24 +116,24 @@ def _pct(mean: float | None, se: float | None) -> str:
 
 
 def by_k_rows(by_k: dict[str, Any], label_of) -> list[list[str]]:
-    """Markdown rows: method, then accuracy % (mean ± s.e.) per bin; a last row of predictions per seed."""
+    """Markdown rows: method, then accuracy % (mean ± s.e.) per bin; a last row of test views (all seeds)."""
     rows = [[label_of(m)] + [_pct(b["accuracy_mean"], b["accuracy_se"]) for b in per.values()]
             for m, per in by_k["methods"].items()]
     first = next(iter(by_k["methods"].values()))
-    rows.append(["test views per seed"] + [str(first[label]["predictions"]) for label in by_k["bins"]])
+    rows.append(["test views (all seeds)"] + [str(first[label]["predictions"]) for label in by_k["bins"]])
     return rows
 
 
-def equiv_by_k_rows(by_k: dict[str, Any], label_of) -> list[list[str]]:
-    """Markdown rows: method, then the equivariance error (mean ± s.e. over seeds, pairs) per bin of the pair's k."""
+def equiv_by_k_rows(by_k: dict[str, Any]) -> list[list[str]]:
+    """Markdown rows: pre-training, then the equivariance error (mean ± s.e. over seeds, pairs) per bin of the pair's k."""
     rows = []
-    for m, per in by_k.get("equiv_error", {}).items():
+    for pre, per in by_k.get("equiv_error", {}).items():
         cells = []
         for label in by_k["bins"]:
             e = per[label]
             cells.append("—" if e["mean"] is None else f"{e['mean']:.4f}" + (f" ± {e['se']:.4f}" if e["se"] else "")
                          + f" ({e['pairs']})")
-        rows.append([label_of(m)] + cells)
+        rows.append([f"pre-trained {pre}"] + cells)
     return rows
 
 
@@ -147,7 +149,7 @@ def plot_accuracy_by_k(path: Path, by_k: dict[str, Any], label_of) -> None:
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label_of(m))
     first = next(iter(by_k["methods"].values()))
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{b}\n({first[b]['predictions']} views)" for b in labels], fontsize=8)
+    ax.set_xticklabels([f"{b}\n({first[b]['predictions']} test views)" for b in labels], fontsize=8)
     ax.set_xlabel("view severity k (largest linear scale factor of its Möbius map)", fontsize=8)
     ax.set_ylabel("test accuracy %", fontsize=8)
     ax.legend(fontsize=7)
