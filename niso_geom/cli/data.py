@@ -15,6 +15,7 @@ from niso_geom.cli._common import (
     format_table,
 )
 from niso_geom.errors import UsageError
+from niso_geom.geometry.mobius_severity import check_severity
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cs.add_argument("--count", type=int, default=4, help="number of meshes when --meshes is not given (default 4)")
     cs.add_argument("--channel", type=int, default=8, help="HKS channel 0..15 (default 8, t ≈ 0.12)")
     cs.add_argument("--out", type=Path, required=True, help="PNG to write")
+    cs.add_argument("--by-k", action="store_true",
+                    help="order views by k (largest linear scale factor): the figure shows views at evenly spaced "
+                         "ranks of k, and the most expanded views of the build are listed")
     cs.set_defaults(func=cmd_show_cshrec11)
 
 
@@ -63,6 +67,12 @@ def _cshrec11_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--res", type=int, default=96, help=HELP["res"] + " (default 96: the paper's 96×192 grid)")
     p.add_argument("--transforms", type=int, default=30, help="Möbius views per mesh (default 30)")
     p.add_argument("--seed", type=int, default=0, help=HELP["seed"].replace("the preset's", "0"))
+    p.add_argument("--mobius", choices=["paper", "boost", "rotation"], default="paper",
+                   help="how views are drawn: paper (default; the official ExtMobius 3-D inversion of the mesh, "
+                        "base map re-centred), boost (|c| ~ U[0, severity]) or rotation")
+    p.add_argument("--severity", type=float, default=None,
+                   help="paper: |c| of the inversion (default 1.2, > 0.9, larger is milder); boost: largest |c| "
+                        "(default 0.2, < 1); rotation: none")
     p.add_argument("--cache-dir", default=None, help="cache root (default $NISO_GEOM_CACHE_DIR or the user cache)")
     add_data_root(p)
 
@@ -104,18 +114,27 @@ def cmd_build_homnist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_severity(args: argparse.Namespace) -> None:
+    """A :class:`UsageError` naming --severity when it is out of --mobius's range."""
+    try:
+        check_severity(args.mobius, args.severity)
+    except ValueError as exc:
+        raise UsageError(f"--severity {args.severity} (--mobius {args.mobius}): {exc}") from exc
+
+
 def _folder(args: argparse.Namespace) -> Path:
     from niso_geom.data.cshrec11 import _resolve_source, dataset_folder
 
     _at_least(args, 0, "transforms")
     res = _grid_shape(args.res)
     _, sha = _resolve_source(args.source, args.data_root)
-    return dataset_folder(args.cache_dir, res, args.transforms, args.seed, sha)
+    return dataset_folder(args.cache_dir, res, args.transforms, args.seed, sha, args.mobius, args.severity)
 
 
 def cmd_build_cshrec11(args: argparse.Namespace) -> int:
     from niso_geom.data.cshrec11 import build_cshrec11, read_manifest
 
+    _check_severity(args)
     res = _grid_shape(args.res)
     _at_least(args, 1, "jobs")
     _at_least(args, 0, "transforms")
@@ -123,7 +142,8 @@ def cmd_build_cshrec11(args: argparse.Namespace) -> int:
     try:
         folder = build_cshrec11(args.cache_dir, res=res, transforms=args.transforms, seed=args.seed,
                                 classes=args.classes, jobs=args.jobs, data_root=args.data_root,
-                                progress=not args.no_progress, source=args.source)
+                                progress=not args.no_progress, source=args.source, mobius=args.mobius,
+                                severity=args.severity)
     except ValueError as exc:
         if "class" in str(exc) and args.classes is not None:
             raise UsageError(f"--classes {args.classes}: {exc}") from exc
@@ -139,12 +159,21 @@ def cmd_build_cshrec11(args: argparse.Namespace) -> int:
             ["skipped classes", ", ".join(m["skipped_classes"])],
             ["excluded meshes (genus 1)", _excluded(m["excluded_meshes"])],
             ["grid, views", f"{res[0]}x{res[1]} equiangular, 1 + {args.transforms} Möbius"],
+            ["Möbius mode, severity", f"{m['params']['mobius']}, {m['params']['severity']:g}"],
+            ["k quantiles 10/50/90/99 %, max", _k_text(m["view_k"])],
             ["seconds (wall)", f"{secs:.1f}"],
             ["seconds per computed mesh (one process)", f"{per_mesh:.2f}"],
             ["meshes in folder, bytes", f"{m['counts']['meshes']}, {m['counts']['bytes'] / 1e6:.1f} MB"],
             ["folder", str(folder)]]
     print(format_table(rows, ["cSHREC'11", "value"]))
     return 0
+
+
+def _k_text(summary: dict) -> str:
+    if not summary.get("views"):
+        return "no Möbius views"
+    q = summary["quantiles"]
+    return " / ".join(f"{q[p]:.3g}" for p in ("0.1", "0.5", "0.9", "0.99")) + f", {summary['max']:.3g}"
 
 
 def _excluded(entries: list[dict]) -> str:
@@ -159,6 +188,7 @@ def cmd_show_cshrec11(args: argparse.Namespace) -> int:
     from niso_geom.data.cshrec11 import plot_views, read_manifest
 
     plotting.require_plot_extra("niso data show")
+    _check_severity(args)
     _at_least(args, 1, "count")
     if not 0 <= args.channel <= 15:
         raise UsageError(f"--channel {args.channel}: must be 0..15")
@@ -172,7 +202,14 @@ def cmd_show_cshrec11(args: argparse.Namespace) -> int:
         for name, entry in m["meshes"].items():
             first.setdefault(entry["class"], name)
         names = list(first.values())[:args.count]
-    fig = plot_views(folder, names, channel=args.channel, n_mobius=3)
+    if args.by_k:
+        from niso_geom.data.cshrec11_views import plot_views_by_k, views_by_k
+
+        rows = [[r["mesh"], r["class"], r["view"], f"{r['k']:.4g}"] for r in views_by_k(folder)[:args.count * 5]]
+        print(format_table(rows, ["mesh", "class", "view", "k (most expanded first)"]))
+        fig = plot_views_by_k(folder, names, channel=args.channel, n_views=4)
+    else:
+        fig = plot_views(folder, names, channel=args.channel, n_mobius=3)
     plotting.save(fig, args.out)
     print(f"wrote {args.out} ({len(names)} meshes: {', '.join(names)}; channel {args.channel}; from {folder})")
     return 0

@@ -1,6 +1,6 @@
 """Conformal SHREC'11: heat kernel signatures of SHREC'11 shapes pulled back to the sphere.
 
-The recipe of the paper's ``process_cshrec11.py`` (niso-reference.md §4), built from the
+The recipe of the paper's ``process_cshrec11.py`` (docs/algorithm.md §4), built from the
 shrec_16 release of SHREC'11 (500 faces per mesh) with our own conformal maps:
 
 * 25 classes: the 30 SHREC'11 classes without ``glasses, lamp, snake, two_balls, myScissor``;
@@ -15,13 +15,17 @@ shrec_16 release of SHREC'11 (500 faces per mesh) with our own conformal maps:
   through the map onto an equiangular (H, W) grid with both poles
   (:meth:`~niso_geom.domains.sphere.SphereGrid.equiangular`), for the map itself (view 0)
   and for ``transforms`` random Möbius transforms of it (views 1..T,
-  :func:`~niso_geom.geometry.mobius.random_mobius` with boost 0.2), drawn from a stream
-  seeded by ``(seed, mesh name)``: a mesh's views do not depend on the job order, on
-  ``jobs``, or on which classes are built.
-* Storage: one folder per ``(res, transforms, seed, recipe version, source checksum)``
+  :func:`~niso_geom.geometry.mobius_severity.draw_view_transforms` in the ``mobius`` mode at
+  its ``severity``: ``paper`` (default, the official ``ExtMobius(shift=1.2)`` inversion of the
+  mesh and the base map re-centred on the deformed mesh), ``boost`` or ``rotation``), drawn
+  from a stream seeded by ``(seed, mesh name)``: a mesh's views do not depend on the job
+  order, on ``jobs``, or on which classes are built. Each view's SL(2, ℂ) matrix and its
+  largest linear scale factor ``k`` are stored (the record, the .npz and the manifest).
+* Storage: one folder per ``(res, transforms, seed, mobius mode, severity, recipe version,
+  source checksum)``
   under ``<cache>/cshrec11/``; per mesh ``meshes/<name>.npy`` (the signals, float16
   ``(1 + T, 16, H, W)``, memory-mappable), ``meshes/<name>.npz`` (the sphere map, HKS,
-  eigenvalues, Möbius matrices and per-view channel statistics) and ``meshes/<name>.json``
+  eigenvalues, Möbius matrices, per-view k and per-view channel statistics) and ``meshes/<name>.json``
   (the record, with sha256 of both files and the map's quality report). The record is
   written last, atomically, so a killed build resumes: meshes whose record and checksums
   verify are skipped. ``manifest.json`` summarises the folder after each build.
@@ -64,6 +68,8 @@ from tqdm.auto import tqdm
 from niso_geom.cache import DiskCache
 from niso_geom.domains.sphere import SphereGrid
 from niso_geom.errors import DataError, MeshError
+from niso_geom.geometry.mobius import mobius_max_scale
+from niso_geom.geometry.mobius_severity import DEFAULT_MODE, check_severity, draw_view_transforms
 from niso_geom.shared_data import file_sha256
 from niso_geom.threads import blas_threads, set_blas_threads
 
@@ -83,11 +89,13 @@ __all__ = [
     "mesh_rng",
     "read_manifest",
     "split_indices",
+    "view_k_summary",
     "zbound",
 ]
 
 #: Bumped whenever the builder's output for given parameters changes (part of the folder key).
-CSHREC11_VERSION = 1
+#: 2: the Möbius mode and severity, per-view k.
+CSHREC11_VERSION = 2
 NAMESPACE = "cshrec11"
 SOURCE_FILE = "shrec_16.tar.gz"
 #: Classes the official script skips (``SKIP`` in process_cshrec11.py).
@@ -101,7 +109,6 @@ GENUS1 = (
 NUM_EIGS = 128
 NUM_CHANNELS = 16
 HKS_LOG_RANGE = (-2.0, 0.0)
-MOBIUS_BOOST = 0.2
 N_TRAIN, N_TEST = 10, 4
 ZBOUND_WIDTH = 2.5  # zbound: mean ± 2.5 std is mapped to [-1, 1]
 
@@ -212,19 +219,26 @@ def hks_times() -> np.ndarray:
     return default_hks_times(NUM_CHANNELS, *HKS_LOG_RANGE)
 
 
-def recipe_params(res: tuple[int, int], transforms: int, seed: int) -> dict[str, Any]:
-    """Everything that defines the per-mesh output (stored in the manifest and each record)."""
+def recipe_params(res: tuple[int, int], transforms: int, seed: int, mobius: str = DEFAULT_MODE,
+                  severity: float | None = None) -> dict[str, Any]:
+    """Everything that defines the per-mesh output (stored in the manifest and each record).
+
+    ``severity`` None takes the mode's default; ValueError for an unknown mode or a severity
+    out of the mode's range (:func:`~niso_geom.geometry.mobius_severity.check_severity`).
+    """
+    sev = check_severity(mobius, severity)
     return {"version": CSHREC11_VERSION, "res": [int(res[0]), int(res[1])], "transforms": int(transforms),
             "seed": int(seed), "num_eigs": NUM_EIGS, "hks_times": hks_times().tolist(),
             "hks_normalization": "unit total area",
             "signal": "HKS minus its constant-eigenfunction term (exactly 1 at unit area)",
-            "mobius_boost": MOBIUS_BOOST,
+            "mobius": mobius, "severity": sev,
             "grid": "equiangular with both poles (Clenshaw-Curtis weights), lon 2*pi*j/W",
             "dtype": "float16", "layout": "(1 + transforms, 16, H, W); view 0 = the conformal map"}
 
 
 def compute_mesh_views(V: np.ndarray, F: np.ndarray, *, res: tuple[int, int], transforms: int, seed: int,
-                       name: str, label: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                       name: str, label: str | None = None, mobius: str = DEFAULT_MODE,
+                       severity: float | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The recipe for one mesh.
 
     Parameters
@@ -232,13 +246,16 @@ def compute_mesh_views(V: np.ndarray, F: np.ndarray, *, res: tuple[int, int], tr
     V, F : (N, 3) vertices and (M, 3) triangles of a closed genus-0 mesh.
     res : grid (H, W).  transforms : number of Möbius views.  seed : base seed.
     name : mesh name (seeds its Möbius stream).  label : how errors name the mesh (default ``name``).
+    mobius, severity : how the views are drawn (:mod:`~niso_geom.geometry.mobius_severity`).
 
     Returns
     -------
     arrays : ``signals`` (1 + T, 16, H, W) float16: ``hks − 1`` pulled back (the constant
         eigenfunction contributes exactly 1 at unit area; without it float16 keeps the long
         times' variation), ``sphere`` (N, 3) the map, ``hks`` (N, 16) the full HKS,
-        ``evals`` (128,), ``mobius`` (T, 2, 2) complex, ``view_mean`` / ``view_mean2`` (1 + T, 16):
+        ``evals`` (128,), ``mobius`` (T, 2, 2) complex (view v = ``mobius[v − 1]`` · the map),
+        ``view_k`` (1 + T,) the largest linear scale factor of each view (1 for view 0),
+        ``view_mean`` / ``view_mean2`` (1 + T, 16):
         quadrature-weighted mean and mean square per view and channel of the stored float16
         values (float64).
     info : the map's quality report, wall seconds per stage and the CPU seconds of this process.
@@ -250,7 +267,6 @@ def compute_mesh_views(V: np.ndarray, F: np.ndarray, *, res: tuple[int, int], tr
     from niso_geom.domains.mesh import TriMesh
     from niso_geom.geometry.conformal import spherical_conformal_map
     from niso_geom.geometry.descriptors import heat_kernel_signature
-    from niso_geom.geometry.mobius import random_mobius
     from niso_geom.geometry.pullback import pullback_matrix
 
     label = label or name
@@ -275,11 +291,13 @@ def compute_mesh_views(V: np.ndarray, F: np.ndarray, *, res: tuple[int, int], tr
         raise MeshError(f"{label}: the heat kernel signature has non-finite values")
     t2 = time.perf_counter()
     grid = SphereGrid.equiangular(H, W)
-    mobius = random_mobius(mesh_rng(seed, name), MOBIUS_BOOST, size=transforms) if transforms else \
-        np.zeros((0, 2, 2), dtype=np.complex128)
+    t_draw = time.perf_counter()
+    mats = draw_view_transforms(mesh_rng(seed, name), mobius, severity, int(transforms), sphere=S, V=V, F=F)
+    t_draw = time.perf_counter() - t_draw
+    view_k = np.concatenate([[1.0], np.atleast_1d(mobius_max_scale(mats)) if transforms else []])
     signals = np.empty((1 + transforms, NUM_CHANNELS, H, W), dtype=np.float16)
     for v in range(1 + transforms):
-        Wmat = pullback_matrix(S, F, grid.points, mobius=None if v == 0 else mobius[v - 1])
+        Wmat = pullback_matrix(S, F, grid.points, mobius=None if v == 0 else mats[v - 1])
         x = grid.to_grid(Wmat @ signal)  # (16, H, W)
         if not np.all(np.isfinite(x)) or np.abs(x).max() >= np.finfo(np.float16).max:
             raise MeshError(f"{label}: view {v} has values that float16 cannot hold (max {np.abs(x).max():.3g})")
@@ -288,10 +306,11 @@ def compute_mesh_views(V: np.ndarray, F: np.ndarray, *, res: tuple[int, int], tr
     w = grid.mass / grid.mass.sum()
     flat = signals.reshape(1 + transforms, NUM_CHANNELS, H * W).astype(np.float64)
     arrays = {"signals": signals, "sphere": S, "hks": hks, "evals": np.asarray(eb.evals, dtype=np.float64),
-              "mobius": np.asarray(mobius, dtype=np.complex128),
+              "mobius": np.asarray(mats, dtype=np.complex128), "view_k": view_k.astype(np.float64),
               "view_mean": flat @ w, "view_mean2": (flat * flat) @ w}
-    info = {"report": report.as_dict(), "num_eigs": k,
-            "seconds": {"map": t1 - t0, "hks": t2 - t1, "pullback": t3 - t2, "total": t3 - t0,
+    info = {"report": report.as_dict(), "num_eigs": k, "view_k": view_k.tolist(),
+            "seconds": {"map": t1 - t0, "hks": t2 - t1, "transforms": t_draw, "pullback": t3 - t2 - t_draw,
+                        "total": t3 - t0,
                         "cpu": time.process_time() - cpu0}}
     return arrays, info
 
@@ -300,11 +319,17 @@ def compute_mesh_views(V: np.ndarray, F: np.ndarray, *, res: tuple[int, int], tr
 
 
 def dataset_folder(cache_dir: str | os.PathLike | None, res: tuple[int, int], transforms: int, seed: int,
-                   source_sha256: str) -> Path:
-    """``<cache>/cshrec11/<H>x<W>_t<T>_s<seed>_v<version>_<source sha256[:12]>``."""
+                   source_sha256: str, mobius: str = DEFAULT_MODE, severity: float | None = None) -> Path:
+    """``<cache>/cshrec11/<H>x<W>_t<T>_s<seed>_<mobius><severity>_v<version>_<source sha256[:12]>``.
+
+    The severity is written with ``repr`` of the float (``paper1.2``, ``boost0.2``,
+    ``rotation0.0``), so two severities never share a folder.
+    """
     root = DiskCache(cache_dir).root
     H, W = (int(r) for r in res)
-    return root / NAMESPACE / f"{H}x{W}_t{int(transforms)}_s{int(seed)}_v{CSHREC11_VERSION}_{source_sha256[:12]}"
+    sev = check_severity(mobius, severity)
+    return root / NAMESPACE / (f"{H}x{W}_t{int(transforms)}_s{int(seed)}_{mobius}{sev!r}_v{CSHREC11_VERSION}_"
+                               f"{source_sha256[:12]}")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -379,7 +404,8 @@ def _build_one(job: dict[str, Any]) -> dict[str, Any]:
     label = f"{job['source']}:{entry.member}"
     V, F = read_mesh(obj)
     arrays, info = compute_mesh_views(V, F, res=tuple(params["res"]), transforms=params["transforms"],
-                                      seed=params["seed"], name=entry.name, label=label)
+                                      seed=params["seed"], name=entry.name, label=label, mobius=params["mobius"],
+                                      severity=params["severity"])
     mdir = folder / "meshes"
     npy, npz = mdir / f"{entry.name}.npy", mdir / f"{entry.name}.npz"
     signals = arrays.pop("signals")
@@ -413,7 +439,8 @@ def _genus(path: Path) -> int | None:
 def build_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int, int] = (96, 192),
                    transforms: int = 30, seed: int = 0, classes: Sequence[str] | str | None = None, jobs: int = 1,
                    data_root: str | os.PathLike | None = None, progress: bool = True,
-                   source: str | os.PathLike | None = None, _max_per_class: int | None = None) -> Path:
+                   source: str | os.PathLike | None = None, _max_per_class: int | None = None,
+                   mobius: str = DEFAULT_MODE, severity: float | None = None) -> Path:
     """Build (or complete) the conformal SHREC'11 dataset; return its folder.
 
     Parameters
@@ -429,6 +456,11 @@ def build_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int
     progress : tqdm progress bar.
     source : another shrec_16 tarball (its sha256 keys the folder).
     _max_per_class : tests only: the first n meshes of each class.
+    mobius : how the views are drawn: ``"paper"`` (default), ``"boost"`` or ``"rotation"``
+        (:mod:`~niso_geom.geometry.mobius_severity`).
+    severity : ``|c|`` of the paper mode's inversion (default 1.2, > 0.9; larger is milder), the
+        largest boost of the boost mode (default 0.2, in [0, 1)); the rotation mode has none.
+        Mode and severity are part of the folder key.
 
     Raises
     ------
@@ -444,11 +476,11 @@ def build_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int
     H, W = (int(r) for r in res)
     if H < 3 or W < 3 or transforms < 0 or jobs < 1:
         raise ValueError(f"need res ≥ 3x3, transforms ≥ 0 and jobs ≥ 1, got {res}, {transforms}, {jobs}")
+    params = recipe_params((H, W), transforms, seed, mobius, severity)
     tarball, source_sha = _resolve_source(source, data_root)
     entries, excluded = list_source(tarball)
     _, chosen = _select(entries, classes, _max_per_class)
-    params = recipe_params((H, W), transforms, seed)
-    folder = dataset_folder(cache_dir, (H, W), transforms, seed, source_sha)
+    folder = dataset_folder(cache_dir, (H, W), transforms, seed, source_sha, mobius, severity)
     (folder / "meshes").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     todo = [e for e in chosen if not _verify(folder, e.name, params, source_sha, full=True)]
@@ -502,7 +534,7 @@ def _write_manifest(folder: Path, params: dict[str, Any], tarball: Path, source_
             continue
         meshes[rec["name"]] = {"class": rec["class"], "relpath": rec["relpath"],
                                "n_vertices": rec["n_vertices"], "num_views": rec["num_views"],
-                               "files": rec["files"], "seconds": rec["seconds"],
+                               "files": rec["files"], "seconds": rec["seconds"], "view_k": rec["view_k"],
                                "map": {k: rec["report"][k] for k in ("n_flipped", "angle_error_mean", "qc_mean",
                                                                     "area_distortion_mean", "method")}}
     total = sum(f["bytes"] for m in meshes.values() for f in m["files"].values())
@@ -516,11 +548,27 @@ def _write_manifest(folder: Path, params: dict[str, Any], tarball: Path, source_
         "counts": {"meshes": len(meshes), "bytes": total,
                    "per_class": {c: sum(m["class"] == c for m in meshes.values())
                                  for c in sorted({m["class"] for m in meshes.values()})}},
+        "view_k": view_k_summary([m["view_k"] for m in meshes.values()]),
         "meshes": meshes, "last_build": last_build,
         "note": "files[*].sha256 are of the files as written; they are reproducible from the seed "
                 "(the .npz members have fixed timestamps)",
     }
     _write_json(folder / "manifest.json", manifest)
+
+
+#: Quantiles of k the manifest and the dataset card report.
+K_QUANTILES = (0.1, 0.5, 0.9, 0.99)
+#: Thresholds of the share of views above k the manifest reports.
+K_THRESHOLDS = (2.0, 3.0, 5.0, 10.0, 20.0, 100.0)
+
+
+def view_k_summary(per_mesh: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Quantiles, maximum and shares above thresholds of ``k`` over the Möbius views (view 0 left out)."""
+    k = np.concatenate([np.asarray(v[1:], dtype=np.float64) for v in per_mesh]) if per_mesh else np.zeros(0)
+    if not len(k):
+        return {"views": 0}
+    return {"views": len(k), "quantiles": {f"{q:g}": float(np.quantile(k, q)) for q in K_QUANTILES},
+            "max": float(k.max()), "share_above": {f"{t:g}": float(np.mean(k > t)) for t in K_THRESHOLDS}}
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
@@ -555,7 +603,7 @@ def split_indices(labels: np.ndarray, class_names: Sequence[str], seed: int, *, 
         perm = np.random.default_rng(np.random.SeedSequence([int(seed), _name_key(cname)])).permutation(n)
         train.append(idx[perm[:nr]])
         test.append(idx[perm[nr:nr + nt]])
-    cat = lambda parts: np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
+    cat = lambda parts: np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
     return cat(train), cat(test)
 
 
@@ -725,7 +773,8 @@ def load_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int,
                   transforms: int = 30, seed: int = 0, split_seed: int = 0,
                   classes: Sequence[str] | str | None = None, data_root: str | os.PathLike | None = None,
                   build: bool = True, jobs: int = 1, progress: bool = True,
-                  source: str | os.PathLike | None = None, _max_per_class: int | None = None) -> CShrec11:
+                  source: str | os.PathLike | None = None, _max_per_class: int | None = None,
+                  mobius: str = DEFAULT_MODE, severity: float | None = None) -> CShrec11:
     """Open one split of the dataset, building missing meshes first when ``build`` (else DataError).
 
     Arguments as :func:`build_cshrec11`; ``split_seed`` picks the split and with it the
@@ -733,18 +782,20 @@ def load_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int,
     by their record and file sizes (a build verifies sha256).
     """
     H, W = (int(r) for r in res)
+    params = recipe_params((H, W), transforms, seed, mobius, severity)
     tarball, source_sha = _resolve_source(source, data_root)
     entries, _ = list_source(tarball)
     class_names, chosen = _select(entries, classes, _max_per_class)
-    params = recipe_params((H, W), transforms, seed)
-    folder = dataset_folder(cache_dir, (H, W), transforms, seed, source_sha)
+    folder = dataset_folder(cache_dir, (H, W), transforms, seed, source_sha, mobius, severity)
     missing = [e for e in chosen if not _verify(folder, e.name, params, source_sha, full=False)]
     if missing:
         if not build:
             raise DataError(f"{folder}: {len(missing)} mesh(es) not built (first {missing[0].relpath}); "
-                            f"run `niso data build cshrec11 --res {H}x{W} --transforms {transforms} --seed {seed}`")
+                            f"run `niso data build cshrec11 --res {H}x{W} --transforms {transforms} --seed {seed} "
+                            f"--mobius {mobius} --severity {params['severity']}`")
         build_cshrec11(cache_dir, res=(H, W), transforms=transforms, seed=seed, classes=classes, jobs=jobs,
-                       data_root=data_root, progress=progress, source=source, _max_per_class=_max_per_class)
+                       data_root=data_root, progress=progress, source=source, _max_per_class=_max_per_class,
+                       mobius=mobius, severity=severity)
     index = {c: i for i, c in enumerate(class_names)}
     labels = np.array([index[e.cls] for e in chosen], dtype=np.int64)
     names = [e.name for e in chosen]

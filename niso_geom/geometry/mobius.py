@@ -17,7 +17,7 @@ Conventions
   one), the matrix is applied to the spinor, and the result is mapped back by the Hopf
   map ``x + iy = 2 u v̄ / (|u|² + |v|²)``, ``z = (|u|² − |v|²) / (|u|² + |v|²)``. There is
   no division by ``1 − z`` anywhere, so points at or near either pole are exact (the
-  official NIso code instead zeroes near-pole points, see niso-reference.md §7.19).
+  official NIso code instead zeroes near-pole points, see docs/algorithm.md §7 item 19).
 * Rotations ``R ∈ SO(3)`` correspond to ``U ∈ SU(2)`` through
   ``mobius_apply(U, X) == X @ R.T`` (see :func:`rotation_to_su2`).
 * A **boost** by a point ``c`` of the open unit ball is the hyperbolic translation of the
@@ -33,23 +33,25 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "stereographic",
+    "fit_mobius",
     "inverse_stereographic",
+    "mobius_apply",
+    "mobius_boost",
+    "mobius_center",
+    "mobius_compose",
+    "mobius_conformal_factor",
+    "mobius_inverse",
+    "mobius_max_scale",
+    "mobius_polar",
+    "mobius_residual",
+    "normalize_sl2",
+    "random_mobius",
+    "random_rotation",
+    "rotation_to_su2",
     "sphere_to_spinor",
     "spinor_to_sphere",
-    "normalize_sl2",
-    "mobius_apply",
-    "mobius_compose",
-    "mobius_inverse",
-    "mobius_boost",
-    "rotation_to_su2",
+    "stereographic",
     "su2_to_rotation",
-    "random_rotation",
-    "random_mobius",
-    "mobius_polar",
-    "mobius_center",
-    "fit_mobius",
-    "mobius_residual",
 ]
 
 _I2 = np.eye(2, dtype=np.complex128)
@@ -289,7 +291,7 @@ def random_mobius(rng: np.random.Generator, boost: float = 0.2, size: int | None
     The default 0.2 is the ``SHIFT`` of the official cshrec11 config and the default of its
     (unused) ``xform_mobius``, the only boost strength the official code states; the 30
     Möbius views of its pre-computed SHREC_11_CONF data came without their parameters
-    (niso-reference.md §4.5). Unlike ``xform_mobius``, the rotation here is Haar-uniform
+    (docs/algorithm.md §4.5). Unlike ``xform_mobius``, the rotation here is Haar-uniform
     and the boost direction uniform on the sphere. Returns ``(2, 2)`` or ``(size, 2, 2)``.
     """
     if not 0.0 <= boost < 1.0:
@@ -301,6 +303,30 @@ def random_mobius(rng: np.random.Generator, boost: float = 0.2, size: int | None
     c = d * (boost * rng.uniform(size=(n, 1)))
     A = normalize_sl2(R @ mobius_boost(c))
     return A[0] if size is None else A
+
+
+def mobius_conformal_factor(A: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Conformal factor (linear scale, ``(N,)``) of ``A`` at the points ``X`` (``(N, 3)``) of the unit sphere.
+
+    With ``p`` the unit spinor of ``x`` and ``det A = 1``, the round metric is pulled back by
+    ``|p|⁴ / |Ap|⁴``, so the linear scale at ``x`` is ``1 / |A p|²``.
+    """
+    A = normalize_sl2(A)
+    AP = sphere_to_spinor(X) @ A.T
+    return 1.0 / np.sum(np.abs(AP) ** 2, axis=-1)
+
+
+def mobius_max_scale(A: np.ndarray) -> np.ndarray | float:
+    """Largest linear scale factor ``k`` of ``A`` on the sphere (``(..., 2, 2)`` → ``(...)``): ``1 / σ_min(A)²``.
+
+    For ``det A = 1``, :func:`mobius_conformal_factor` is ``1 / |A p|²`` over unit spinors, so it
+    ranges over ``[1/σ_max², 1/σ_min²] = [1/k, k]`` with ``k = σ_max² = 1/σ_min²``; ``k = 1``
+    exactly for rotations, ``(1 + |c|)/(1 − |c|)`` for the boost by ``c``. ``A`` and ``A⁻¹`` have
+    the same ``k``.
+    """
+    s = np.linalg.svd(normalize_sl2(A), compute_uv=False)
+    k = s[..., 0] / s[..., -1]  # σ_max / σ_min = σ_max² when det = 1, and robust to rounding
+    return float(k) if np.ndim(k) == 0 else k
 
 
 def mobius_polar(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@
 
 Each class has a random band-limited prototype (16 channels, SH degree ≤ 4); a mesh is its
 class prototype plus its own band-limited noise; view 0 is the mesh's signal on the grid and
-views 1..T are its pull-backs by random Möbius transforms, ``f(A⁻¹ p)``, squashed into [−1, 1].
+views 1..T are its pull-backs by random Möbius transforms, ``f(A⁻¹ p)`` (boost up to ``boost``,
+stored as ``extras(i)["mobius"]``), squashed into [−1, 1].
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ class FakeCShrec11:
     num_views: int
     grid: SphereGrid
     signals: np.ndarray  # (M, V, 16, H, W) float32 in [-1, 1]
+    mobius: np.ndarray  # (M, V - 1, 2, 2) complex: view v = mobius[v - 1] · view 0
     split_seed: int = 0
+
+    def extras(self, i: int) -> dict[str, np.ndarray]:
+        return {"mobius": self.mobius[i]}
 
     def views(self, mesh_idx, view_idx=None) -> np.ndarray:
         m = np.atleast_1d(np.asarray(mesh_idx, dtype=np.int64))
@@ -43,7 +48,7 @@ class FakeCShrec11:
     def with_split(self, split_seed: int) -> FakeCShrec11:
         train, test = _split(self.labels, split_seed)
         return FakeCShrec11(self.class_names, self.mesh_names, self.labels, train, test, self.res, self.num_views,
-                            self.grid, self.signals, int(split_seed))
+                            self.grid, self.signals, self.mobius, int(split_seed))
 
 
 def _split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +63,7 @@ def _split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_fake(classes: int = 3, per_class: int = 4, res: tuple[int, int] = (16, 32), transforms: int = 4,
-              seed: int = 0, noise: float = 0.3) -> FakeCShrec11:
+              seed: int = 0, noise: float = 0.3, boost: float = 0.2) -> FakeCShrec11:
     rng = np.random.default_rng(seed)
     grid = SphereGrid.equiangular(*res)
     K = num_harmonics(LMAX)
@@ -66,12 +71,13 @@ def make_fake(classes: int = 3, per_class: int = 4, res: tuple[int, int] = (16, 
     protos = rng.standard_normal((classes, K, CHANNELS)) * decay
     labels = np.repeat(np.arange(classes), per_class)
     sig = np.empty((len(labels), 1 + transforms, CHANNELS, *res), dtype=np.float32)
+    mats = np.empty((len(labels), transforms, 2, 2), dtype=np.complex128)
     for i, c in enumerate(labels):
         coeffs = protos[c] + noise * rng.standard_normal((K, CHANNELS)) * decay
-        As = random_mobius(rng, 0.2, size=transforms)
+        As = mats[i] = random_mobius(rng, boost, size=transforms)
         for v in range(1 + transforms):
             pts = grid.points if v == 0 else mobius_apply(mobius_inverse(As[v - 1]), grid.points)
             sig[i, v] = grid.to_grid(np.tanh(real_sph_harm(LMAX, pts) @ coeffs))
     train, test = _split(labels, 0)
     return FakeCShrec11([f"class{c}" for c in range(classes)], [f"T{i}" for i in range(len(labels))], labels,
-                        train, test, res, 1 + transforms, grid, sig)
+                        train, test, res, 1 + transforms, grid, sig, mats)

@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from niso_geom.experiments import cshrec11
+from niso_geom.experiments.cshrec11.severity import accuracy_by_bin, bin_labels, bin_of, pair_scales
 from niso_geom.experiments.cshrec11.views import (
     LabelledViews,
     ViewPairs,
@@ -23,6 +24,7 @@ from niso_geom.experiments.cshrec11.views import (
     map_views,
 )
 from niso_geom.experiments.registry import UnknownMethodError
+from niso_geom.geometry.mobius import mobius_boost, mobius_max_scale
 from niso_geom.train import DeviceUnavailableError
 
 from .cshrec11_fake import make_fake
@@ -131,12 +133,12 @@ def test_diagnostics_on_a_pretrained_model():
 
 
 def test_every_method_end_to_end_on_a_stand_in_dataset(tmp_path):
-    ds = make_fake(transforms=4)
+    ds = make_fake(transforms=4, boost=0.9)  # views from k = 1 to k ≈ 19: several severity bins
     cfg = cshrec11.preset("tiny", steps="30", head_steps="40")
     out = tmp_path / "run"
     methods = ["niso", "niso_frozen", "sh_power"]  # every method runs in test_cshrec11_cli.py
     res, _ = cshrec11.run(cfg, out, seeds=(0, 1), methods=methods, progress=False, dataset=ds)
-    assert set(res) == {"num_classes", "methods"} and res["num_classes"] == 3
+    assert set(res) == {"num_classes", "methods", "by_k"} and res["num_classes"] == 3
     assert list(res["methods"]) == methods
     for entry in res["methods"].values():
         assert set(entry) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds"}
@@ -145,11 +147,34 @@ def test_every_method_end_to_end_on_a_stand_in_dataset(tmp_path):
     assert rec["num_test_predictions"] == 6 * 5 and np.asarray(rec["confusion"]).sum() == 30
     assert math.isclose(rec["accuracy"], np.trace(rec["confusion"]) / 30)
     assert {"pretrained", "finetuned"} <= set(rec["diagnostics"])
+    # results by view severity: per-bin accuracies that add up to the overall one
+    k = mobius_max_scale(np.concatenate([np.eye(2)[None].repeat(6, 0)[:, None],
+                                         ds.mobius[ds.with_split(1).test_index]], axis=1))
+    counts = [int(np.sum(bin_of(k) == j)) for j in range(4)]
+    assert [b["predictions"] for b in rec["by_k"].values()] == counts and counts[0] > 6 and sum(counts[1:]) > 0
+    hits = sum(b["accuracy"] * b["predictions"] for b in rec["by_k"].values() if b["predictions"])
+    assert math.isclose(hits / 30, rec["accuracy"])
+    by_k = res["by_k"]
+    assert by_k["bins"] == ["k ≤ 2", "2 < k ≤ 5", "5 < k ≤ 20", "k > 20"] and list(by_k["methods"]) == methods
+    first = by_k["methods"]["niso"]["k ≤ 2"]
+    assert 0 <= first["accuracy_mean"] <= 1 and first["accuracy_se"] is not None
+    assert by_k["methods"]["niso"]["k > 20"]["accuracy_mean"] is None  # no view that severe
+    pre = rec["diagnostics"]["pretrained"]
+    eq = pre["equiv_error_by_k"]
+    assert sum(e["pairs"] for e in eq.values()) == pre["pairs"]  # the same pairs, binned by the pair's k
+    assert math.isclose(sum(e["mean"] * e["pairs"] for e in eq.values() if e["pairs"]) / pre["pairs"],
+                        pre["equiv_error"], rel_tol=1e-9)
+    assert set(by_k["equiv_error"]) == {"niso"}  # one pre-training, shared by niso and niso_frozen
+    assert by_k["methods"]["niso"]["k ≤ 2"]["predictions"] == sum(  # test views of both seeds
+        json.loads((out / "niso" / f"seed{s}" / "result.json").read_text())["by_k"]["k ≤ 2"]["predictions"]
+        for s in (0, 1))
+    assert "| pre-trained niso |" in (out / "results.md").read_text()
     assert (out / "niso" / "seed0" / "pretrain" / "metrics.jsonl").stat().st_size > 0
     assert not (out / "niso_frozen" / "seed0" / "pretrain").exists()  # shares niso's pre-training
     md = (out / "results.md").read_text()
     assert "90.26 ± 1.27" in md and "69.36" in md and "| NIso (fine-tuned) |" in md and "target" not in md
-    for fig in ("confusion.png", "mass_map.png"):
+    assert "By view severity k" in md and "| 2 < k ≤ 5 |" in md and "Equivariance error of the pre-trained" in md
+    for fig in ("confusion.png", "mass_map.png", "accuracy_by_k.png"):
         assert (out / fig).stat().st_size > 1000
     before = (out / "sh_power" / "seed0" / "result.json").read_text()
     res2, _ = cshrec11.run(cfg, out, seeds=(0, 1), methods=["sh_power"], progress=False,
@@ -185,3 +210,21 @@ def test_two_gloo_ranks_run_the_experiment_and_agree(tmp_path):
     rec = json.loads((out / "niso_frozen" / "seed0" / "result.json").read_text())
     assert np.asarray(rec["confusion"]).sum() == rec["num_test_predictions"] == 6 * 5  # every view gathered
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
+
+
+def test_severity_bins_and_pair_scales():
+    assert bin_labels() == ["k ≤ 2", "2 < k ≤ 5", "5 < k ≤ 20", "k > 20"]
+    np.testing.assert_array_equal(bin_of([1.0, 2.0, 2.01, 5.0, 19.9, 20.0, 20.5, 1e6]), [0, 0, 1, 1, 2, 2, 3, 3])
+    hits = np.array([[1, 0, 1], [1, 1, 0]], dtype=bool)
+    k = np.array([[1.0, 3.0, 30.0], [1.0, 1.5, 4.0]])
+    by = accuracy_by_bin(hits, k)
+    assert by["k ≤ 2"] == {"accuracy": 1.0, "predictions": 3}
+    assert by["2 < k ≤ 5"] == {"accuracy": 0.0, "predictions": 2}
+    assert by["5 < k ≤ 20"] == {"accuracy": None, "predictions": 0}
+    assert by["k > 20"] == {"accuracy": 1.0, "predictions": 1}
+    with pytest.raises(ValueError, match="same shape"):
+        accuracy_by_bin(hits, k[:, :2])
+    # two boosts along one axis: the map between the views is their difference in rapidity
+    mats = np.stack([np.eye(2), mobius_boost([0.5, 0, 0]), mobius_boost([-0.5, 0, 0])])[None]  # (1, 3, 2, 2)
+    ks = pair_scales(mats, np.array([0, 0, 0]), np.array([0, 1, 1]), np.array([1, 1, 2]))
+    np.testing.assert_allclose(ks, [3.0, 1.0, 9.0], rtol=1e-10)

@@ -27,7 +27,8 @@ def test_tiny_preset_via_the_cli(tmp_path, request, capsys):
     printed = capsys.readouterr().out
     assert "90.26 ± 1.27" in printed and "Möbius conv." in printed
     res = json.loads((out / "results.json").read_text())
-    assert set(res) == {"num_classes", "methods"} and res["num_classes"] == 3
+    assert set(res) == {"num_classes", "methods", "by_k"} and res["num_classes"] == 3
+    assert set(res["by_k"]["methods"]) == set(METHODS)  # the real dataset stores every view's transform
     assert list(res["methods"]) == list(METHODS)
     for entry in res["methods"].values():
         assert set(entry) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds"}
@@ -38,7 +39,7 @@ def test_tiny_preset_via_the_cli(tmp_path, request, capsys):
     assert rec["num_test_meshes"] == 6 and rec["num_train_meshes"] == 6
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["config"]["preset"] == "tiny" and cfg["config"]["classes"] == "bird1,hand,laptop"
-    for f in ("results.md", "confusion.png", "mass_map.png", "metrics.jsonl"):
+    for f in ("results.md", "confusion.png", "mass_map.png", "accuracy_by_k.png", "metrics.jsonl"):
         assert (out / f).stat().st_size > 0
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from niso_geom.experiments.common import coerce_field, config_digest, make_config
+from niso_geom.geometry.mobius_severity import check_severity
 
 from .errors import ConfigError
 
@@ -43,6 +44,8 @@ class CShrec11Config:
     # data
     res: tuple[int, ...] = (48, 96)
     transforms: int = 30
+    mobius: str = "paper"  # how the dataset's views are drawn: paper | boost | rotation (docs/cshrec11.md)
+    severity: float | None = None  # paper: |c| of the 3-D inversion (None: 1.2); boost: the largest |c| (None: 0.2)
     data_seed: int = 0
     classes: str | None = None
     max_per_class: int | None = None
@@ -112,6 +115,10 @@ class CShrec11Config:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.p_original <= 1.0:
             raise ConfigError(f"p_original must be in [0, 1], got {self.p_original!r}")
+        try:
+            check_severity(self.mobius, self.severity)
+        except ValueError as exc:
+            raise ConfigError(f"mobius={self.mobius!r}, severity={self.severity!r}: {exc}") from exc
         if self.max_per_class is not None and self.max_per_class < 1:
             raise ConfigError(f"max_per_class must be >= 1 or None, got {self.max_per_class!r}")
         if self.head_readout is not None and self.head_readout < 1:

@@ -3,7 +3,8 @@
 :func:`load_data` opens (building when missing) the dataset of
 :func:`~niso_geom.data.cshrec11.load_cshrec11`; :func:`seed_data` takes split ``seed`` of it
 (normalized with its own train statistics) and holds every view of its train and test meshes
-as a float16 :class:`~.views.ViewTable` (:class:`SeedData`).
+as a float16 :class:`~.views.ViewTable` (:class:`SeedData`), with every view's Möbius matrix and
+its severity ``k`` (:mod:`.severity`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from tqdm.auto import tqdm
 
 from niso_geom.baselines.sh_power import SHTransform
 from niso_geom.data.cshrec11 import list_source, load_cshrec11
+from niso_geom.geometry.mobius import mobius_max_scale
 from niso_geom.harmonics.sphere import num_harmonics
 from niso_geom.shared_data import data_file
 from niso_geom.train import distributed
 
 from .config import CShrec11Config
 from .errors import ConfigError
+from .severity import view_transforms
 from .views import ViewTable, map_views
 
 __all__ = ["NUM_CHANNELS", "SeedData", "class_subset", "image_table", "load_data", "seed_data"]
@@ -59,6 +62,7 @@ def load_data(cfg: CShrec11Config, data_root: str | os.PathLike | None = None, *
     Under DDP, rank 0 builds while the others wait, then they open the finished folder.
     """
     kw = {"res": tuple(cfg.res), "transforms": cfg.transforms, "seed": cfg.data_seed, "split_seed": 0,
+          "mobius": cfg.mobius, "severity": cfg.severity,
           "classes": class_subset(cfg.classes, data_root), "data_root": data_root, "jobs": cfg.build_jobs,
           "progress": progress, "_max_per_class": cfg.max_per_class}
     ctx = distributed.context()
@@ -80,8 +84,9 @@ def image_table(ds: Any, ids: np.ndarray, *, progress: bool = False, chunk: int 
 
 @dataclass
 class SeedData:
-    """The data of one seed (split): dataset, train/test mesh ids, labels, the image table, and
-    lazily computed SH coefficients shared by the SH baselines."""
+    """The data of one seed (split): dataset, train/test mesh ids, labels, the image table, every
+    view's SL(2, ℂ) matrix ``transforms`` (rows of ``images``, (n, V, 2, 2); None when the dataset
+    does not store them), and lazily computed SH coefficients shared by the SH baselines."""
 
     ds: Any
     train: np.ndarray
@@ -89,7 +94,14 @@ class SeedData:
     labels: np.ndarray
     images: ViewTable
     num_classes: int
+    transforms: np.ndarray | None = None
     _sh: ViewTable | None = None
+
+    def view_k(self, ids: np.ndarray) -> np.ndarray | None:
+        """(len(ids), V) largest linear scale factor of every view of meshes ``ids`` (None without transforms)."""
+        if self.transforms is None:
+            return None
+        return np.asarray(mobius_max_scale(self.transforms[self.images.rows(ids)]), dtype=np.float64)
 
     def sh_coefficients(self, lmax: int, batch: int, device: torch.device, progress: bool) -> ViewTable:
         """Real SH coefficients (n, V, (lmax+1)², 16) of every view, cached for the largest lmax asked."""
@@ -106,4 +118,4 @@ def seed_data(ds: Any, seed: int, *, progress: bool = False) -> SeedData:
     dk = ds if int(seed) == int(ds.split_seed) else ds.with_split(int(seed))
     ids = np.concatenate([dk.train_index, dk.test_index])
     return SeedData(dk, np.asarray(dk.train_index), np.asarray(dk.test_index), np.asarray(dk.labels),
-                    image_table(dk, ids, progress=progress), len(dk.class_names))
+                    image_table(dk, ids, progress=progress), len(dk.class_names), view_transforms(dk, ids))

@@ -22,6 +22,7 @@ from niso_geom.spectral.compare import compare, mass_correlation
 from niso_geom.spectral.eigenbasis import Eigenbasis
 
 from .config import CShrec11Config
+from .severity import bin_labels, bin_of, pair_scales
 from .views import ViewPairs, ViewTable
 
 __all__ = ["equivariance_error", "mass_map", "spectral_summary"]
@@ -29,22 +30,28 @@ __all__ = ["equivariance_error", "mass_map", "spectral_summary"]
 
 @torch.no_grad()
 def equivariance_error(model: NIsoAutoencoder, table: ViewTable, ids: np.ndarray, pairs: int, *, seed: int = 0,
-                       batch: int = 16, p_original: float = 0.2) -> dict[str, float]:
+                       batch: int = 16, p_original: float = 0.2,
+                       transforms: np.ndarray | None = None) -> dict[str, Any]:
     """The paper's equivariance error on pairs of views of the meshes ``ids`` (held-out test meshes).
 
     For each pair (x, Tx): ẑ = Φᵀ M E(x), Tẑ = Φᵀ M E(Tx), τ the masked Procrustes map, and
     ``‖τ ẑ − Tẑ‖_F / ‖Tẑ‖_F``; also the same ratio for τ = I (no map) as a reference.
-    Returns means and standard errors over pairs.
+    Returns means and standard errors over pairs. With ``transforms`` (the views' SL(2, ℂ)
+    matrices, (rows of ``table``, V, 2, 2)) also ``equiv_error_by_k``: per bin of the pair's
+    ``k`` (:func:`~.severity.pair_scales`), the mean, s.e. and number of pairs.
     """
     device = next(model.parameters()).device
     was = model.training
     model.eval()
     src = ViewPairs(table, ids, batch, seed=seed, p_original=p_original)
     state = model.state().detach()
-    errs, ident = [], []
+    errs, ident, scales = [], [], []
     try:
         for _ in range(math.ceil(pairs / batch)):
-            x, tx = (t.to(device) for t in src())
+            obj, first, second = src.draw()
+            x, tx = table.get(obj, first).to(device), table.get(obj, second).to(device)
+            if transforms is not None:
+                scales.append(pair_scales(transforms, table.rows(obj), first, second))
             c0, c1 = model.coefficients(x, state), model.coefficients(tx, state)
             tau = iso_solve_coeffs(c0, c1, state.evals if model.mask else None, method=model.method, eps=model.eps)
             den = c1.flatten(1).norm(dim=1).clamp_min(1e-12)
@@ -53,8 +60,14 @@ def equivariance_error(model: NIsoAutoencoder, table: ViewTable, ids: np.ndarray
     finally:
         model.train(was)
     e, i = torch.cat(errs)[:pairs].double().numpy(), torch.cat(ident)[:pairs].double().numpy()
-    return {"equiv_error": float(e.mean()), "equiv_error_se": _standard_error(e), "identity_error": float(i.mean()),
-            "identity_error_se": _standard_error(i), "pairs": len(e)}
+    out: dict[str, Any] = {"equiv_error": float(e.mean()), "equiv_error_se": _standard_error(e),
+                           "identity_error": float(i.mean()), "identity_error_se": _standard_error(i), "pairs": len(e)}
+    if transforms is not None:
+        b = bin_of(np.concatenate(scales)[:pairs])
+        out["equiv_error_by_k"] = {label: {"mean": float(e[b == j].mean()) if np.any(b == j) else None,
+                                           "se": _standard_error(e[b == j]) if np.any(b == j) else None,
+                                           "pairs": int(np.sum(b == j))} for j, label in enumerate(bin_labels())}
+    return out
 
 
 def _standard_error(a: np.ndarray) -> float | None:

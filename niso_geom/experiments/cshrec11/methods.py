@@ -142,7 +142,7 @@ def niso_diagnostics(model: nn.Module, ctx: MethodContext, out: Path) -> dict[st
     mm = mass_map(model, cfg)
     diag = {
         **equivariance_error(model, data.images, data.test, cfg.equiv_pairs, seed=ctx.seed + 7,
-                             p_original=cfg.p_original),
+                             p_original=cfg.p_original, transforms=data.transforms),
         **{k: v for k, v in mm.items() if k.startswith("mass_")},
         "spectral": spectral_summary(model, cfg),
     }
@@ -173,7 +173,8 @@ def _niso_finetuned(ctx: MethodContext, model: Any) -> HeadSetup:
 
     def finetuned() -> dict[str, Any]:  # does fine-tuning keep the latent equivariant?
         return {"finetuned": equivariance_error(clf.model, data.images, data.test, cfg.equiv_pairs,
-                                                seed=ctx.seed + 7, p_original=cfg.p_original)}
+                                                seed=ctx.seed + 7, p_original=cfg.p_original,
+                                                transforms=data.transforms)}
 
     return HeadSetup(clf, data.images, clf.param_groups(cfg.finetune_lr_scale), finetuned)
 

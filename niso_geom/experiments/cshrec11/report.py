@@ -1,6 +1,6 @@
 """The report of a conformal SHREC'11 run: the summary table beside the paper's Table 2,
-``results.md`` (with the NIso diagnostics and per-run timings), ``confusion.png`` and
-``mass_map.png``."""
+``results.md`` (with the NIso diagnostics, the results by view severity k and per-run timings),
+``confusion.png``, ``mass_map.png`` and ``accuracy_by_k.png``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from niso_geom.spectral.compare import mass_correlation
 
 from .config import CShrec11Config
 from .methods import METHODS, method_info
+from .severity import by_k_rows, equiv_by_k_rows, plot_accuracy_by_k
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +104,24 @@ def write_markdown(path: Path, cfg: CShrec11Config, results: dict[str, Any], rec
                   "the learned eigenvectors:")
         text += ["", legend, "", markdown_table(diag, ["method", "seed", "model", "equiv. error", "τ = I",
                                                        "mass~sin θ", "ring means~sin θ", "SH purity"])]
+    by_k = results.get("by_k")
+    if by_k:
+        text += ["", ("By view severity k (the largest linear scale factor of the view's Möbius map; view 0 "
+                 "has k = 1): test accuracy % per bin, mean ± s.e. over seeds (— : no test view in the bin):"), "",
+                 markdown_table(by_k_rows(by_k, _label), ["method", *by_k["bins"]])]
+        eq = equiv_by_k_rows(by_k)
+        if eq:
+            text += ["", ("Equivariance error of the pre-trained NIso model per bin of the pair's k (k of the map "
+                     "between the two views), mean ± s.e. over seeds (pairs, all seeds):"), "",
+                     markdown_table(eq, ["model", *by_k["bins"]])]
     per_run = [[_label(r["method"]), str(r["seed"]), f"{100 * r['accuracy']:.2f}",
                 f"{r['timings'].get('pretrain', 0):.0f}", f"{r['timings']['features'] + r['timings']['head']:.0f}",
                 f"{r['timings']['eval']:.0f}"] for r in records]
     totals = (f"Total wall time {info.get('total_wall_seconds', 0):.0f} s, process CPU time "
               f"{info.get('total_cpu_seconds', 0):.0f} s.")
     figures = ("Figures: `confusion.png` (row-normalized confusion matrices, summed over seeds), "
-               "`mass_map.png` (the learned mass beside sin θ).")
+               "`mass_map.png` (the learned mass beside sin θ)"
+               + (", `accuracy_by_k.png` (accuracy per bin of k)." if by_k else "."))
     text += ["", "Per run (seconds):", "",
              markdown_table(per_run, ["method", "seed", "test %", "pretrain", "features + head", "eval"]),
              "", totals, "", figures, ""]
@@ -175,6 +187,8 @@ def write_report(out: Path, cfg: CShrec11Config, results: dict[str, Any], record
     write_markdown(out / "results.md", cfg, results, records, info)
     try:
         plot_confusions(out / "confusion.png", records, methods, class_names)
+        if results.get("by_k"):
+            plot_accuracy_by_k(out / "accuracy_by_k.png", results["by_k"], _label)
         niso = [m for m in methods if method_info(m).pretraining == "niso"]  # they saved the mass map
         if niso:
             with np.load(out / niso[0] / f"seed{int(seeds[0])}" / "mass_map.npz") as z:

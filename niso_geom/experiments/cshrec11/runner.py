@@ -3,8 +3,9 @@
 A run folder holds ``config.json``, ``metrics.jsonl`` (a line per finished method/seed),
 ``<method>/seed<k>/{pretrain,head}/{metrics.jsonl,checkpoints/}``, ``<method>/seed<k>/result.json``,
 ``results.json`` (``{"num_classes": n, "methods": {method: {"accuracy_mean", "accuracy_se",
-"seeds", "wall_seconds"}}}``, fractions), ``results.md``, ``confusion.png`` and ``mass_map.png``
-(:mod:`.report`). Interrupted runs resume: finished method/seeds are skipped, training continues
+"seeds", "wall_seconds"}}, "by_k": ...}``, fractions; ``by_k``: accuracy per bin of the view
+severity k and NIso's equivariance error per bin of the pair's k, :mod:`.severity`), ``results.md``,
+``confusion.png``, ``mass_map.png`` and ``accuracy_by_k.png`` (:mod:`.report`). Interrupted runs resume: finished method/seeds are skipped, training continues
 from its last checkpoint. Under ``torchrun`` every training loop and every feature pass is
 data-parallel (:mod:`niso_geom.niso.distributed`); rank 0 writes.
 
@@ -36,6 +37,7 @@ from .config import CShrec11Config
 from .data import SeedData, load_data, seed_data
 from .methods import METHODS, PRETRAININGS, MethodContext, Pretraining, method_info
 from .report import write_report
+from .severity import accuracy_by_bin, aggregate_by_k
 from .views import LabelledViews, ViewPairs, confusion_matrix, predict_views
 
 __all__ = ["pick_device", "run", "run_method"]
@@ -100,7 +102,7 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
         diagnostics["pretrain_final"] = pre_res.final
         if pre.diagnose is not None:
             t0 = time.perf_counter()
-            diagnostics["pretrained"] = pre.diagnose(model, ctx, out)
+            diagnostics["pretrained"] = pre.diagnose(model, ctx, out)  # Table 4's error, also binned by k
             timings["diagnostics"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -122,6 +124,7 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
     pred = predict_views(clf, head.table, data.test, desc=f"{method} s{seed} test", **ctx.eval_kw)
     true = data.labels[data.test]
     hits = pred == true[:, None]
+    test_k = data.view_k(data.test)
     if head.after_eval is not None:
         diagnostics.update(head.after_eval())
     timings["eval"] = time.perf_counter() - t0
@@ -133,6 +136,7 @@ def run_method(cfg: CShrec11Config, method: str, seed: int, out_dir: str | os.Pa
         "num_test_predictions": int(pred.size),
         "num_train_meshes": len(data.train),
         "per_view_accuracy": np.mean(hits, axis=0).tolist(),
+        "by_k": None if test_k is None else accuracy_by_bin(hits, test_k),
         "confusion": confusion_matrix(pred, true, data.num_classes).tolist(),
         "wall_seconds": pre_wall + timings["features"] + timings["head"] + timings["eval"]
         + timings.get("diagnostics", 0.0),
@@ -187,6 +191,9 @@ def run(cfg: CShrec11Config, out_dir: str | os.PathLike, *, methods: Sequence[st
                 on_record(rec)
         del data
     results = aggregate(records, methods, len(ds.class_names))
+    by_k = aggregate_by_k(records, methods)
+    if by_k is not None:
+        results["by_k"] = by_k
     info["total_wall_seconds"] = time.perf_counter() - t0
     info["total_cpu_seconds"] = time.process_time() - c0
     if ctx.is_main:
