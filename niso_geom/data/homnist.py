@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,10 @@ from niso_geom.geometry.homography import (
     sample_homographies,
     sample_homographies_metropolis,
 )
+from niso_geom.runio import write_text
 from niso_geom.shared_data import file_sha256
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "HOMNIST_VERSION",
@@ -268,17 +271,13 @@ def _digest(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+def _write_manifest(path: Path, obj: dict[str, Any]) -> None:
+    """The manifest beside a cache entry, best effort like the cache itself: a failed write is a
+    warning and the built dataset is still returned."""
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        log.warning("could not write the homNIST manifest %s: %s", path, exc)
 
 
 def _manifest(key: str, params: dict[str, Any], arrays: dict[str, np.ndarray], path: Path | None,
@@ -382,7 +381,7 @@ def build_homnist(cache: DiskCache | str | os.PathLike | None | bool = None, see
             manifest = json.loads(mpath.read_text()) if mpath.is_file() else None
             if manifest is None:
                 manifest = _manifest(key, params, hit, path, store.root)
-                _write_json(mpath, manifest)
+                _write_manifest(mpath, manifest)
             return HomNISTTestSet(**hit, manifest=manifest, path=path)
 
     saved = torch.get_num_threads()
@@ -399,7 +398,7 @@ def build_homnist(cache: DiskCache | str | os.PathLike | None | bool = None, see
         path = store.path(key, NAMESPACE)
     manifest = _manifest(key, params, arrays, path, store.root if store else None)
     if path is not None:
-        _write_json(path.with_suffix(".manifest.json"), manifest)
+        _write_manifest(path.with_suffix(".manifest.json"), manifest)
     return HomNISTTestSet(**arrays, manifest=manifest, path=path)
 
 
