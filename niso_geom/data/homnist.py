@@ -8,7 +8,7 @@ on images by pull-back, (T_A x)(p) = x(A p), so that warping by A then by B is o
   take the background value (the image is extended by it, so bilinear weights blend the border
   pixel towards the background); coordinates within ``snap`` pixels of a pixel centre are
   snapped to it, so the identity (and any warp mapping pixel centres to pixel centres) is
-  reproduced exactly. Unlike the reference code (``niso-reference.md`` §7 item 20), the last
+  reproduced exactly. Unlike the reference code (``docs/algorithm.md`` §7 item 20), the last
   row and column are interpolated like any other.
 * :class:`HomographyPairSampler`: (x, T_A x, A) batches for NIso pre-training, A drawn by
   :func:`~niso_geom.geometry.homography.sample_homographies` (the reference's sampler).
@@ -434,7 +434,7 @@ def _compute(digits: np.ndarray, labels: np.ndarray, seed: int, per_digit: int, 
 def load_homnist_mat(path: str | os.PathLike, per_digit: int = 32) -> HomNISTTestSet:
     """Read the original ``homNIST_test.mat`` (lemacdonald/equivariant-convolutions).
 
-    Labels are flattened to (N,) int64 (``loadmat`` returns (N, 1): ``niso-reference.md`` §7
+    Labels are flattened to (N,) int64 (``loadmat`` returns (N, 1): ``docs/algorithm.md`` §7
     item 7). The file stores the push-forward matrices u (``images[k](p) = digit(u⁻¹ p)``); they are
     inverted here to this module's pull-back convention. ``digit_index`` assumes the file's
     digit-major layout with ``per_digit`` warps per digit.

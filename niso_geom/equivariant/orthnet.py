@@ -5,7 +5,7 @@ channels. Every linear map multiplies the channel axis from the right and every
 nonlinearity sees the K axis only through inner products and norms, so for any orthogonal
 ``R`` (K, K), reflections included, the hidden features are equivariant, ``f(R X) = R f(X)``,
 and the readout is invariant. Sizes and initialisers follow the reference
-(``docs/niso-reference.md`` §2.2); only ``OrthOut``'s hidden width is configurable so that the
+(``docs/algorithm.md`` §2.2); only ``OrthOut``'s hidden width is configurable so that the
 head fits a CPU (the paper's 4·2080 = 8320 makes it 17.3 M parameters).
 """
 

@@ -7,7 +7,7 @@ sent to the closest point of the *chordal* triangle mesh ``(S, F)``; the signal 
 the barycentric interpolation of the three corner values. With ``S`` the image of a map
 ``φ`` this evaluates ``signal ∘ φ⁻¹`` at ``p`` (the official NIso pre-processing does the
 same with ``trimesh.proximity.closest_point`` and ``points_to_barycentric``,
-niso-reference.md §4.4).
+docs/algorithm.md §4.4).
 
 The closest point is exact: candidate faces come from a KD-tree over face centroids,
 the closest point on each candidate triangle is computed in closed form (Voronoi regions

@@ -4,7 +4,7 @@ Generic over the domain: any encoder mapping images ``(B, C_in, H, W)`` to grid 
 ``(B, C, h, w)`` (or directly to flat latents ``(B, N, C)``) and any decoder mapping them back
 works, e.g. the grid models of :mod:`niso_geom.niso.models` on the plane, torus or sphere.
 
-Pre-training objective on a pair (x, Tx) (``niso-reference.md`` §1.5), with z = E(x) and
+Pre-training objective on a pair (x, Tx) (``docs/algorithm.md`` §1.5), with z = E(x) and
 Tz = E(Tx) flattened to (B, N, C), ẑ = Φᵀ M z, Tẑ = Φᵀ M Tz and τ ∈ SO(K) the masked
 Procrustes map with τ ẑ ≈ Tẑ (:func:`~niso_geom.niso.isometry.iso_solve_coeffs`)::
 
@@ -30,7 +30,7 @@ multiplicity losses and the unprojection — runs with autocast disabled (the co
 
 Downstream (:func:`encode_coefficients`) the coefficients Φᵀ M E(x) are computed with the
 operator **frozen** by default: the official classifier scripts fine-tune Φ and M through the
-classification loss (``niso-reference.md`` §7 item 8), which can erode the isometry the
+classification loss (``docs/algorithm.md`` §7 item 8), which can erode the isometry the
 invariant head relies on. Pass ``train_kernel=True`` to get that behaviour on purpose.
 """
 
@@ -282,7 +282,7 @@ def encode_coefficients(model: NIsoAutoencoder, x: torch.Tensor, *, train_kernel
     """Spectral coefficients Φᵀ M E(x) (B, K, C) for a downstream network.
 
     The encoder is always frozen here (no gradient). The operator is frozen too unless
-    ``train_kernel`` (the official classifiers' behaviour, ``niso-reference.md`` §7 item 8):
+    ``train_kernel`` (the official classifiers' behaviour, ``docs/algorithm.md`` §7 item 8):
     then the result carries gradients to Φ_raw and M_raw (and ``batch_size`` must be None).
 
     Parameters

@@ -1,6 +1,6 @@
 """Rotations from isometric maps τ: the pose head, SO(3) lifts, geodesic errors, closed-form recovery.
 
-The paper's pose experiment (``niso-reference.md`` §2.3, §3.7) freezes the NIso encoder and
+The paper's pose experiment (``docs/algorithm.md`` §2.3, §3.7) freezes the NIso encoder and
 operator, flattens the map τ (B, K, K) between two frames and regresses the relative pose with
 a skip-MLP to 9 numbers that are lifted to SE(3). Here only the rotation is regressed:
 

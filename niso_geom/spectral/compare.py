@@ -1,4 +1,4 @@
-"""Learned-versus-analytic spectra: the metrics of DESIGN.md §5.
+"""Learned-versus-analytic spectra: the metrics defined in docs/spectra.md ("Metrics").
 
 Given a learned operator (Φ (N,K), Λ (K,), M (N,)) on a domain whose ground truth
 is an :class:`Eigenbasis` grouped into eigenspaces E₁, E₂, … (equal analytic

@@ -91,7 +91,7 @@ def test_gram_readout_is_upper_triangle():
     [(32, 2, 10, 17_525_194), (64, 4, 25, 17_728_409)],  # homNIST, conformal SHREC'11
 )
 def test_paper_parameter_counts(c_in, layers, out_dim, expected):
-    # niso-reference §2.2: 17.53 M (hmnist_pred) and 17.73 M (cshrec11_pred)
+    # docs/algorithm.md §2.2: 17.53 M (hmnist_pred) and 17.73 M (cshrec11_pred)
     with torch.device("meta"):
         net = OrthNet(128, layers, out_dim, in_channels=c_in)
     n = sum(p.numel() for p in net.parameters())

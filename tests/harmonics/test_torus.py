@@ -23,7 +23,7 @@ def test_analytic_eigenpairs_are_exact(stencil, shape, spacing):
 
 
 def test_paper_multiplicities_16x16_9pt():
-    # niso-reference §3.1: 37 distinct eigenvalues, ascending multiplicities
+    # docs/algorithm.md §3.1: 37 distinct eigenvalues, ascending multiplicities
     expected = [1, 4, 4, 4, 8, 4, 4, 8, 8, 4, 8, 4, 8, 8, 4, 8, 8, 4, 8, 8, 4, 8, 8, 8, 4, 8, 8, 4, 8, 8, 8, 4,
                 8, 8, 8, 4, 31]
     eb = TorusGrid(16, 16, stencil="9pt").analytic_eigenbasis()

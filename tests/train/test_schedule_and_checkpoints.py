@@ -66,7 +66,7 @@ def _commutator(op: LearnedOperator) -> float:
 
 
 def test_warmup_cosine_matches_reference_values() -> None:
-    # niso-reference §1.8 (optax 0.2.8): init 1e-8, peak 5e-4, warmup 2000, horizon 1e6, end 5e-5
+    # docs/algorithm.md §1.8 (optax 0.2.8): init 1e-8, peak 5e-4, warmup 2000, horizon 1e6, end 5e-5
     assert warmup_cosine(0) == pytest.approx(1e-8)
     assert warmup_cosine(1000) == pytest.approx(0.5 * (1e-8 + 5e-4))
     assert warmup_cosine(2000) == pytest.approx(5e-4)
