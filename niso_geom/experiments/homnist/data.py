@@ -107,7 +107,7 @@ def load_data(homnist_seed: int, test_digits: int | None, data_root: str | os.Pa
     (:func:`test_digit_indices`: ``"random"`` with ``homnist_seed``, or ``"first"``)."""
     train = load_train_digits(data_root)
     ids = test_digit_indices(test_digits, homnist_seed, pick)
-    if pick == "first":  # a prefix: the cache entry of earlier runs
+    if np.array_equal(ids, np.arange(len(ids))):  # a prefix (or all): the cache entry of earlier runs
         test = build_homnist(seed=homnist_seed, subset=len(ids), progress=progress, data_root=data_root)
     else:
         test = build_homnist(seed=homnist_seed, indices=ids, progress=progress, data_root=data_root)
