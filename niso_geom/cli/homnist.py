@@ -1,5 +1,6 @@
-"""``niso homnist run`` and ``niso homnist equivariance``: the homography-perturbed MNIST
-experiment (the paper's Table 1) and its equivariance diagnostic."""
+"""``niso homnist run``, ``niso homnist equivariance`` and ``niso homnist size``: the
+homography-perturbed MNIST experiment (the paper's Table 1), its equivariance diagnostic and the
+size of a config's encoder."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from niso_geom.cli._common import (
     add_experiment_run_args,
     experiment_config,
     format_table,
+    parse_overrides,
 )
 from niso_geom.experiments import homnist
 from niso_geom.experiments.homnist import (
@@ -20,6 +22,7 @@ from niso_geom.experiments.homnist import (
     PRESETS,
     SUMMARY_HEADERS,
     HomNISTConfig,
+    encoder_cost,
     equivariance_report,
     niso_methods,
     run,
@@ -30,7 +33,7 @@ from niso_geom.experiments.homnist import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("homnist", help="homography-perturbed MNIST: NIso pre-training, invariant classifier, "
                                        "ablations and the AE + augmentation baseline")
-    hsub = p.add_subparsers(dest="homnist_command", metavar="{run,equivariance}")
+    hsub = p.add_subparsers(dest="homnist_command", metavar="{run,equivariance,size}")
     hsub.required = True
     r = hsub.add_parser(
         "run", help="pre-train, train the heads on clean digits, evaluate on homNIST; write results.json/.md",
@@ -39,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "finished method/seeds are skipped and training continues from its last checkpoint.")
     r.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
                    help="tiny (a minute, smoke test) | cpu (2 CPU cores, about an hour; default) | "
-                        "paper (the paper's sizes, for a GPU)")
+                        "cpu_official_head (cpu with the official classifier protocol) | "
+                        "paper (the paper's sizes and protocol, for a GPU: --device cuda [--set amp=bf16])")
     r.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
     r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=list(METHODS.choices()),
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
@@ -64,6 +68,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--digits", type=int, default=100, help="clean test digits, each with its 32 warps (default 100)")
     add_data_root(e)
     e.set_defaults(func=cmd_equivariance)
+
+    z = hsub.add_parser(
+        "size", help="parameters, multiply-adds per image and receptive field of a config's encoder and decoder",
+        description="Builds nothing that trains: counts on the meta device. FLOPs per pre-training step "
+                    "≈ 2 × 3 × (2·batch encoder + 2·batch decoder passes) × MACs.")
+    z.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    z.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config fields, e.g. enc_depth=1,3 enc_channels=24,48")
+    z.set_defaults(func=cmd_size)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -97,4 +110,21 @@ def cmd_equivariance(args: argparse.Namespace) -> int:
         acc = "–" if q["accuracy"] is None else f"{100 * q['accuracy']:.1f} %"
         print(f"  {q['residual_from']:.4f} – {q['residual_to']:.4f}: {acc} of {q['images']}")
     print(f"equivariance.json in {args.run_dir}/{rep['method']}/seed{rep['seed']}")
+    return 0
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    try:
+        cfg = homnist.preset(args.preset, **parse_overrides(args.overrides))
+    except ValueError as exc:
+        raise SystemExit(f"niso: error: {exc}") from exc
+    c = encoder_cost(cfg)
+    step_macs = 2 * cfg.batch * (c["encoder_macs"] + c["decoder_macs"])  # a pair: 2B encodes, 2B decodes
+    print(f"preset {args.preset} {' '.join(args.overrides)}".rstrip())
+    print(f"encoder {cfg.enc_channels} depth {cfg.enc_depth} lift {cfg.lift}: {c['encoder_parameters']:,} parameters, "
+          f"{c['encoder_macs'] / 1e6:.1f} M MACs per image, receptive field {c['receptive_field']} px")
+    print(f"decoder {cfg.dec_channels} depth {cfg.dec_depth}: {c['decoder_parameters']:,} parameters, "
+          f"{c['decoder_macs'] / 1e6:.1f} M MACs per image")
+    print(f"pre-training step (batch {cfg.batch} pairs): {6 * step_macs / 1e9:.1f} GFLOP "
+          f"(forward + backward ≈ 3 × forward); {cfg.steps:,} steps: {6 * step_macs * cfg.steps / 1e15:.2f} PFLOP")
     return 0

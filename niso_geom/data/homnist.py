@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,7 +326,7 @@ def _resolve_cache(cache: DiskCache | str | os.PathLike | None | bool) -> DiskCa
 
 
 def build_homnist(cache: DiskCache | str | os.PathLike | None | bool = None, seed: int = 0,
-                  subset: int | None = None, progress: bool = True, *,
+                  subset: int | None = None, progress: bool = True, *, indices: Sequence[int] | None = None,
                   data_root: str | os.PathLike | None = None,
                   idx_dir: str | os.PathLike | None = None,
                   num_homographies: int = 32, scale: float = 1.0, sampler: str = "metropolis",
@@ -344,6 +345,8 @@ def build_homnist(cache: DiskCache | str | os.PathLike | None | bool = None, see
         (build in memory, write nothing).
     seed : base seed.
     subset : number of test digits to use (a prefix of the test set); None for all.
+    indices : instead of ``subset``, these MNIST test digits (distinct indices, in this order);
+        each keeps its own homography stream, so its rows equal those of the full set.
     progress : show a tqdm progress bar.
     data_root : shared data root holding ``mnist/mnist.pkl.gz``.
     idx_dir : read the ``t10k-*`` IDX files from this folder instead of the shared pickle.
@@ -362,14 +365,26 @@ def build_homnist(cache: DiskCache | str | os.PathLike | None | bool = None, see
     if sampler not in _SAMPLERS:
         raise ValueError(f"unknown homography sampler {sampler!r}; choose one of {_SAMPLERS}")
     digits, labels, source = _load_digits(data_root, idx_dir)
-    n = len(digits) if subset is None else int(subset)
-    if not 1 <= n <= len(digits):
-        raise ValueError(f"subset must be between 1 and {len(digits)}, got {subset}")
-    digits, labels = digits[:n], labels[:n]
+    if indices is not None:
+        if subset is not None:
+            raise ValueError("pass subset or indices, not both")
+        ids = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(ids) == 0 or ids.min() < 0 or ids.max() >= len(digits) or len(np.unique(ids)) != len(ids):
+            raise ValueError(f"indices must be distinct test digit indices in [0, {len(digits)}), got {len(ids)} "
+                             f"values in [{ids.min() if len(ids) else '-'}, {ids.max() if len(ids) else '-'}]")
+    else:
+        n = len(digits) if subset is None else int(subset)
+        if not 1 <= n <= len(digits):
+            raise ValueError(f"subset must be between 1 and {len(digits)}, got {subset}")
+        ids = np.arange(n, dtype=np.int64)
+    n = len(ids)
+    digits, labels = digits[ids], labels[ids]
     params = {"version": HOMNIST_VERSION, "seed": int(seed), "num_digits": n,
               "num_homographies": int(num_homographies), "size": 40, "offset": 6,
               "intensity": "uint8/255", "scale": float(scale), "scales": HOMCONV_SCALES.tolist(),
               "sampler": sampler, "source": source}
+    if indices is not None:  # a prefix keeps the key it always had
+        params["indices_sha256"] = hashlib.sha256(ids.tobytes()).hexdigest()
     key_params = {k: v for k, v in params.items() if k != "source"}
     key = content_key("homnist-test", key_params, {"digits": digits, "labels": labels})
     store = _resolve_cache(cache)
@@ -389,7 +404,7 @@ def build_homnist(cache: DiskCache | str | os.PathLike | None | bool = None, see
         torch.set_num_threads(int(threads))
     try:
         arrays = _compute(digits, labels, int(seed), int(num_homographies), float(scale), sampler,
-                          int(chunk_digits), progress)
+                          int(chunk_digits), progress, ids)
     finally:
         torch.set_num_threads(saved)
     path = None
@@ -408,7 +423,7 @@ def _digit_rng(seed: int, digit: int) -> np.random.Generator:
 
 
 def _compute(digits: np.ndarray, labels: np.ndarray, seed: int, per_digit: int, scale: float,
-             sampler: str, chunk: int, progress: bool) -> dict[str, np.ndarray]:
+             sampler: str, chunk: int, progress: bool, ids: np.ndarray) -> dict[str, np.ndarray]:
     n = len(digits)
     total = n * per_digit
     images = np.empty((total, 40, 40), dtype=np.float32)
@@ -417,7 +432,7 @@ def _compute(digits: np.ndarray, labels: np.ndarray, seed: int, per_digit: int, 
     with tqdm(total=n, desc="homNIST", unit="digit", disable=not progress) as bar:
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
-            A = np.concatenate([_draw(sampler, per_digit, _digit_rng(seed, i), scale, None)
+            A = np.concatenate([_draw(sampler, per_digit, _digit_rng(seed, int(ids[i])), scale, None)
                                 for i in range(start, stop)])
             src = torch.from_numpy(canvas[start:stop]).repeat_interleave(per_digit, dim=0)[:, None]
             with torch.no_grad():
@@ -428,7 +443,7 @@ def _compute(digits: np.ndarray, labels: np.ndarray, seed: int, per_digit: int, 
             bar.update(stop - start)
     np.clip(images, 0.0, 1.0, out=images)
     return {"images": images, "labels": np.repeat(labels.astype(np.int64), per_digit),
-            "homographies": homs, "digit_index": np.repeat(np.arange(n, dtype=np.int64), per_digit)}
+            "homographies": homs, "digit_index": np.repeat(ids, per_digit)}
 
 
 def load_homnist_mat(path: str | os.PathLike, per_digit: int = 32) -> HomNISTTestSet:

@@ -82,6 +82,7 @@ Layout helpers: :func:`to_flat` turns ``(..., C, H, W)`` into the library's flat
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,11 +105,13 @@ __all__ = [
     "InstanceNorm",
     "ResBlock",
     "Upsample",
+    "conv_macs",
     "count_parameters",
     "from_flat",
     "latent_grid_shape",
     "latent_sphere_coords",
     "pad_domain",
+    "receptive_field",
     "reference_init_",
     "to_flat",
 ]
@@ -531,6 +534,51 @@ def from_flat(z: torch.Tensor, H: int, W: int) -> torch.Tensor:
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def conv_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-adds of every convolution of ``module`` for one input of shape ``(C, H, W)``.
+
+    Runs ``module`` once on the meta device (shapes only, no arithmetic; ``module`` itself is not
+    moved), counting ``out_elements · in_channels / groups · k_h · k_w`` per ``nn.Conv2d``.
+    Norms, activations and pooling (a few percent of the work) are not counted.
+    """
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+    meta = copy.deepcopy(module).to("meta")
+    total = [0]
+
+    def count(m: nn.Conv2d, _inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        total[0] += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    handles = [m.register_forward_hook(count) for m in meta.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            meta(torch.zeros(1, *input_shape, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total[0])
+
+
+def receptive_field(encoder: GridEncoder) -> int:
+    """Side in input pixels of the receptive field of one latent cell of a :class:`GridEncoder`.
+
+    The longest path counts (the ResBlocks' two k×k convolutions; the 1×1 skips are shorter): a
+    k×k convolution at a level with stride ``s`` (``2^l`` input pixels per cell) widens the field
+    by ``(k − 1) s``, a 2×2 pool by ``s`` before the stride doubles. The paper's homNIST encoder
+    ((64, 128), depth (3, 3)) sees 38 px; (16, 32) with depth (1, 1) sees 14 px, with (1, 3) 30 px.
+    """
+    field_px, stride = 1, 1
+    for stage in encoder.stages:
+        for block in stage:
+            if isinstance(block, Downsample):
+                field_px += stride
+                stride *= 2
+            elif isinstance(block, ResBlock):
+                for conv in (block.conv1, block.conv2):
+                    field_px += (conv.kernel_size[0] - 1) * stride
+    return field_px
 
 
 @torch.no_grad()

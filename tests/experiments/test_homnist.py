@@ -11,10 +11,17 @@ import pytest
 import torch
 
 from niso_geom.cli import main
+from niso_geom.data.homnist import build_homnist
 from niso_geom.errors import NisoGeomError, RunDirError
 from niso_geom.experiments import homnist
-from niso_geom.experiments.homnist import equivariance_report, pair_residuals
-from niso_geom.train import DeviceUnavailableError, resolve_device
+from niso_geom.experiments.common import Classifier
+from niso_geom.experiments.homnist import (
+    equivariance_report,
+    pair_residuals,
+    pipeline,
+)
+from niso_geom.niso.models import count_parameters
+from niso_geom.train import DeviceUnavailableError, pretrain, read_checkpoint, resolve_device
 
 
 def test_presets_are_frozen_and_overrides_are_parsed():
@@ -98,7 +105,9 @@ def test_aggregate_mean_and_standard_error():
     res = homnist.aggregate(recs, ["niso", "ae_aug"])
     assert res["num_classes"] == 10
     niso = res["methods"]["niso"]
-    assert set(niso) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds"}
+    assert set(niso) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds", "accuracy_se_digits",
+                         "clean_accuracy_mean", "clean_accuracy_se_digits"}
+    assert niso["accuracy_se_digits"] is None  # records without per-digit counts
     assert math.isclose(niso["accuracy_mean"], 0.85)
     assert math.isclose(niso["accuracy_se"], np.std([0.8, 0.9, 0.85], ddof=1) / math.sqrt(3))
     assert niso["seeds"] == [0, 1, 2] and niso["wall_seconds"] == 30.0
@@ -158,7 +167,9 @@ def test_tiny_preset_end_to_end_via_the_cli(tmp_path, capsys):
         assert set(res) == {"num_classes", "methods"} and res["num_classes"] == 10
         assert list(res["methods"]) == ["niso", "niso_triplets", "ae_aug"]
         for entry in res["methods"].values():
-            assert set(entry) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds"}
+            assert set(entry) == {"accuracy_mean", "accuracy_se", "seeds", "wall_seconds", "accuracy_se_digits",
+                                  "clean_accuracy_mean", "clean_accuracy_se_digits"}
+            assert entry["accuracy_se_digits"] > 0 and entry["clean_accuracy_se_digits"] > 0
             assert entry["seeds"] == [0] and entry["accuracy_se"] is None and entry["wall_seconds"] > 0
             assert 0.0 <= entry["accuracy_mean"] <= 1.0
         assert res["methods"]["niso"]["accuracy_mean"] > 0.2  # chance is 0.1
@@ -167,6 +178,11 @@ def test_tiny_preset_end_to_end_via_the_cli(tmp_path, capsys):
         assert cfg["config"]["preset"] == "tiny" and cfg["methods"] == ["niso", "niso_triplets", "ae_aug"]
         rec = json.loads((out / "niso" / "seed0" / "result.json").read_text())
         assert rec["num_test"] == 16 * 32 and rec["spec"]["alpha"] == 0.5
+        assert rec["num_test_digits"] == 16 and rec["warps_per_digit"] == 32
+        assert sum(rec["per_digit_correct"]) == round(rec["accuracy"] * 16 * 32)
+        assert rec["accuracy_se_digits"] == pytest.approx(
+            np.std(np.array(rec["per_digit_correct"]) / 32, ddof=1) / 4)
+        assert "per_digit_correct" not in (out / "metrics.jsonl").read_text()  # kept out of the log
         for stage in ("pretrain", "head"):
             assert (out / "niso" / "seed0" / stage / "metrics.jsonl").stat().st_size > 0
             assert list((out / "niso" / "seed0" / stage / "checkpoints").glob("step_*.pt"))
@@ -260,3 +276,133 @@ def test_parallel_jobs_give_the_same_results(tmp_path):
     assert json.loads((tmp_path / "parallel" / "config.json").read_text())["jobs"] == 2
     with pytest.raises(ValueError, match="jobs"):
         homnist.run(cfg, tmp_path / "bad", methods=["niso"], jobs=0)
+
+
+def test_random_test_digits_are_seeded_and_their_rows_match_the_full_set():
+    ids = homnist.test_digit_indices(5, seed=0)
+    assert ids.dtype == np.int64 and len(set(ids.tolist())) == 5 and np.all(np.diff(ids) > 0)
+    assert np.array_equal(ids, homnist.test_digit_indices(5, seed=0))
+    assert not np.array_equal(ids, homnist.test_digit_indices(5, seed=1))
+    assert not np.array_equal(ids, np.arange(5))
+    assert np.array_equal(homnist.test_digit_indices(5, 0, "first"), np.arange(5))
+    assert len(homnist.test_digit_indices(None, 0)) == 10_000
+    with pytest.raises(ValueError, match="pick"):
+        homnist.test_digit_indices(5, 0, "last")
+    # a digit keeps its own homographies whichever subset it is in
+    prefix = build_homnist(cache=False, seed=0, subset=4, progress=False)
+    picked = build_homnist(cache=False, seed=0, indices=[3, 1], progress=False)
+    assert picked.digit_index.tolist() == [3] * 32 + [1] * 32
+    np.testing.assert_array_equal(picked.images[:32], prefix.images[96:128])
+    np.testing.assert_array_equal(picked.homographies[32:], prefix.homographies[32:64])
+    with pytest.raises(ValueError, match="distinct"):
+        build_homnist(cache=False, indices=[2, 2], progress=False)
+    clean, labels = homnist.load_test_digits(None, indices=[3, 1])
+    first, first_labels = homnist.load_test_digits(4)
+    assert torch.equal(clean, first[[3, 1]]) and torch.equal(labels, first_labels[[3, 1]])
+
+
+def test_standard_error_across_digits():
+    correct = np.array([1, 1, 0, 1, 0, 0, 1, 1], dtype=bool)  # 4 digits x 2 warps, digit-major
+    by_digit = homnist.per_digit_correct(correct, np.repeat([7, 2, 9, 4], 2), np.array([7, 2, 9, 4]))
+    assert by_digit.tolist() == [2, 1, 0, 2]
+    acc = np.array([1.0, 0.5, 0.0, 1.0])
+    assert homnist.digit_standard_error(by_digit, 2) == pytest.approx(acc.std(ddof=1) / 2)
+    assert homnist.digit_standard_error(np.array([3]), 4) is None
+    # over seeds: the digits' accuracies are averaged first
+    recs = [{"method": "niso", "seed": s, "accuracy": a, "clean_accuracy": 1.0, "wall_seconds": 1.0,
+             "per_digit_correct": c, "warps_per_digit": 2, "clean_per_digit_correct": [1, 1, 1, 1]}
+            for s, (a, c) in enumerate([(0.625, [2, 1, 0, 2]), (0.5, [2, 0, 0, 2])])]
+    entry = homnist.aggregate(recs, ["niso"])["methods"]["niso"]
+    mean_acc = np.array([1.0, 0.25, 0.0, 1.0])
+    assert entry["accuracy_se_digits"] == pytest.approx(mean_acc.std(ddof=1) / 2)
+    assert entry["clean_accuracy_mean"] == 1.0 and entry["clean_accuracy_se_digits"] == 0.0
+
+
+def test_paper_preset_builds_the_paper_size_models_without_training():
+    cfg = homnist.PRESETS["paper"]
+    cost = homnist.encoder_cost(cfg)
+    assert cost["encoder_parameters"] == 1_083_552 and round(cost["decoder_parameters"] / 1e6, 2) == 1.09
+    assert cost["receptive_field"] == 38 and round(cost["encoder_macs"] / 1e6) == 700
+    with torch.device("meta"):  # shapes only: nothing is initialized or trained
+        model = homnist.build_autoencoder(cfg, "niso", cfg.alpha, cfg.beta)
+        head = homnist.build_head(cfg, "niso", model.latent_shape, operator=model.operator)
+        ae_head = homnist.build_head(cfg, "ae", model.latent_shape)
+    assert isinstance(head, homnist.KernelHead) and head.operator is model.operator
+    assert round(count_parameters(head.head) / 1e6, 2) == 17.53  # docs/algorithm.md §2.2: hmnist_pred's orth_net
+    assert count_parameters(model.operator) == 400 + 400 * 32 + 32  # N + NK + K = 13,232
+    assert count_parameters(ae_head) > 0
+    # the official protocol and schedule (docs/algorithm.md §1.8, §3.2-3.3)
+    assert (cfg.steps, cfg.batch, cfg.lr, cfg.warmup, cfg.end_lr, cfg.decay_steps) == (50_000, 16, 5e-4, 2000, 5e-5,
+                                                                                      1_000_000)
+    assert (cfg.head_steps, cfg.head_batch, cfg.head_lr, cfg.head_warmup) == (20_000, 16, 5e-4, 2000)
+    assert cfg.head_train_kernel and cfg.init == "reference" and cfg.amp == "off" and cfg.test_digits is None
+    assert cfg.head_norm == "none" and cfg.head_noise == 0.0 and cfg.alpha == 0.5
+    official = homnist.preset("cpu_official_head")
+    assert all(getattr(official, k) == v for k, v in homnist.OFFICIAL_HEAD.items())
+    assert official.enc_channels == homnist.PRESETS["cpu"].enc_channels and official.test_digits == 2000
+
+
+def test_kernel_head_trains_the_operator_and_not_the_encoder():
+    cfg = homnist.preset("tiny", head_train_kernel=True, init="reference")
+    torch.manual_seed(0)
+    model = homnist.build_autoencoder(cfg, "niso")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(torch.count_nonzero(c.bias) == 0 for c in convs)  # the reference init ran
+    x = torch.rand(6, 1, 40, 40) * 2 - 1
+    z = homnist.head_input(model, x, "niso", train_kernel=True)
+    assert z.shape == (6, 400, cfg.latent_dim) and not z.requires_grad
+    coeffs = homnist.head_input(model, x, "niso", train_kernel=False)
+    head = homnist.build_head(cfg, "niso", model.latent_shape, operator=model.operator)
+    with torch.no_grad():  # the head on latents is the inner head on the coefficients
+        torch.testing.assert_close(head(z), head.head(coeffs))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clf = Classifier(head)
+    pretrain(clf, homnist.TensorBatches(z, torch.arange(6) % 10, batch=4, seed=0), 3, lr=1e-2, warmup=0,
+             decay_steps=1000, end_lr=1e-3, device="cpu", progress=False)
+    after = model.state_dict()
+    assert not torch.equal(after["operator.phi_raw"], before["operator.phi_raw"])
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith(("encoder.", "decoder.")))
+    with pytest.raises(ValueError, match="operator"):
+        homnist.build_head(cfg, "niso", model.latent_shape)
+
+
+def test_speed_and_protocol_fields_reach_the_trainer(tmp_path, monkeypatch, capsys):
+    """channels_last, compile, the schedules' horizons and end rates, the official head: wiring,
+    at tiny sizes, through ``niso homnist run --set``; then the equivariance diagnostic on it."""
+    calls = []
+    real = pipeline.pretrain
+
+    def spy(model, source, steps, **kw):
+        calls.append((type(model).__name__, steps, kw))
+        return real(model, source, steps, **kw)
+
+    monkeypatch.setattr(pipeline, "pretrain", spy)
+    out = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        argv = ["homnist", "run", "--preset", "tiny", "--methods", "niso", "--out", str(out), "--no-progress",
+                "--threads", "1", "--set", "steps=6", "head_steps=5", "test_digits=3", "channels_last=true",
+                "decay_steps=1000", "head_train_kernel=true", "head_end_lr=1e-3", "head_decay_steps=500",
+                "init=reference"]
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (pre_kind, pre_steps, pre), (head_kind, head_steps, head) = calls
+    assert (pre_kind, pre_steps, head_kind, head_steps) == ("NIsoAutoencoder", 6, "Classifier", 5)
+    assert pre["channels_last"] is True and pre["compile"] is False and pre["decay_steps"] == 1000
+    assert head["decay_steps"] == 500 and head["end_lr"] == 1e-3 and "channels_last" not in head
+    state = read_checkpoint(next((out / "niso" / "seed0" / "head" / "checkpoints").glob("step_*.pt")))
+    assert any("operator.phi_raw" in k for k in state["model"])  # the head checkpoint holds the trained operator
+    rec = json.loads((out / "niso" / "seed0" / "result.json").read_text())
+    assert rec["num_test_digits"] == 3 and rec["num_test"] == 96
+    cfg = homnist.load_run_config(out)
+    assert cfg.test_pick == "random" and cfg.channels_last and cfg.head_train_kernel
+    capsys.readouterr()
+    assert main(["homnist", "equivariance", str(out), "--digits", "2"]) == 0
+    assert json.loads((out / "niso" / "seed0" / "equivariance.json").read_text())["images"] == 64
+
+
+def test_cli_size_reports_the_encoder(capsys):
+    assert main(["homnist", "size", "--preset", "cpu", "--set", "enc_depth=1,3"]) == 0
+    printed = capsys.readouterr().out
+    assert "60,016 parameters" in printed and "receptive field 30 px" in printed and "29.5 M MACs" in printed

@@ -15,11 +15,13 @@ from niso_geom.niso.models import (
     GridEncoder,
     InstanceNorm,
     ResBlock,
+    conv_macs,
     count_parameters,
     from_flat,
     latent_grid_shape,
     latent_sphere_coords,
     pad_domain,
+    receptive_field,
     reference_init_,
     to_flat,
 )
@@ -318,3 +320,16 @@ def test_input_checks():
         enc(torch.zeros(1, 2, 8, 8))
     with pytest.raises(ValueError):
         GridEncoder(1, (4, 4), (1,), 2)
+
+
+def test_conv_macs_and_receptive_field_of_the_homnist_encoders():
+    # one 3x3 convolution 2 -> 5 channels on 6x4: 6*4*5 outputs, 2*9 multiply-adds each
+    assert conv_macs(DomainConv2d(2, 5, 3, "zero"), (2, 6, 4)) == 6 * 4 * 5 * 2 * 9
+    paper = PRESETS["hmnist"].encoder()
+    assert conv_macs(paper, (1, 40, 40)) == 699_673_600  # ~0.70 G, docs/algorithm.md §6.1: 1.40 GFLOP
+    assert next(paper.parameters()).device.type == "cpu"  # counted on a copy
+    assert receptive_field(paper) == 38
+    # 1 + 2·2 (level 0, one block) + 1 (pool) + 2·2·2 per block at stride 2
+    for depth, field in (((1, 1), 14), ((1, 3), 30), ((2, 2), 26)):
+        enc = GridEncoder(1, (16, 32), depth, 32, "zero", lift=16)
+        assert receptive_field(enc) == field, depth

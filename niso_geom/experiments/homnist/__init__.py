@@ -19,9 +19,12 @@ Pipeline for one method and one seed (``docs/homnist.md`` has the rationale):
    number of steps and batch size. Homographies reach ``ae_aug`` only through its unlabelled
    pre-training, as they reach NIso; the extra method ``ae_aug_labels`` (not run by default)
    trains the same CNN head on homography-augmented labelled digits instead.
+   With ``head_train_kernel`` (the official protocol, :data:`OFFICIAL_HEAD`) NIso heads take the
+   cached latents E(x) and train Φ and M with OrthNet (:class:`KernelHead`).
 3. **Evaluation** on held-out data only: the homNIST test set (MNIST *test* digits, each warped
-   by 32 homographies from the homNIST Metropolis sampler; labels (N,), §7 item 7), or its
-   first ``test_digits`` digits; plus, as a diagnostic, the clean versions of the same digits.
+   by 32 homographies from the homNIST Metropolis sampler; labels (N,), §7 item 7), or a seeded
+   random subset of ``test_digits`` digits; plus, as a diagnostic, the clean versions of the same
+   digits. Every accuracy comes with its standard error across test digits.
 
 Modules: :mod:`.config` (config, presets), :mod:`.data` (digits, homography views),
 :mod:`.methods` (the method registry), :mod:`.models` (autoencoder, heads), :mod:`.pipeline`
@@ -32,7 +35,10 @@ Modules: :mod:`.config` (config, presets), :mod:`.data` (digits, homography view
 from niso_geom.experiments.common import TensorBatches
 from niso_geom.experiments.homnist.config import (
     HEAD_NORMS,
+    INITS,
+    OFFICIAL_HEAD,
     PRESETS,
+    TEST_PICKS,
     HomNISTConfig,
     HomNISTConfigError,
     load_run_config,
@@ -44,6 +50,8 @@ from niso_geom.experiments.homnist.data import (
     load_data,
     load_test_digits,
     load_train_digits,
+    per_digit_correct,
+    test_digit_indices,
     to_dual,
 )
 from niso_geom.experiments.homnist.equivariance import equivariance_report, pair_residuals
@@ -57,12 +65,20 @@ from niso_geom.experiments.homnist.methods import (
 from niso_geom.experiments.homnist.models import (
     NUM_CLASSES,
     FeatureNoise,
+    KernelHead,
     LatentCNN,
     build_autoencoder,
     build_head,
     encode_features,
+    encoder_cost,
+    head_input,
 )
-from niso_geom.experiments.homnist.pipeline import evaluate, head_features, run_method
+from niso_geom.experiments.homnist.pipeline import (
+    digit_standard_error,
+    evaluate,
+    head_features,
+    run_method,
+)
 from niso_geom.experiments.homnist.report import (
     METHOD_LABELS,
     PAPER_RESULTS,
@@ -76,28 +92,35 @@ from niso_geom.experiments.homnist.runner import (
 
 __all__ = [
     "HEAD_NORMS",
+    "INITS",
     "KINDS",
     "METHODS",
     "METHOD_LABELS",
     "NUM_CLASSES",
+    "OFFICIAL_HEAD",
     "PAPER_RESULTS",
     "PRESETS",
     "SUMMARY_HEADERS",
+    "TEST_PICKS",
     "FeatureNoise",
     "HomNISTConfig",
     "HomNISTConfigError",
     "HomNISTData",
     "HomographyViews",
+    "KernelHead",
     "LatentCNN",
     "MethodSpec",
     "TensorBatches",
     "aggregate",
     "build_autoencoder",
     "build_head",
+    "digit_standard_error",
     "encode_features",
+    "encoder_cost",
     "equivariance_report",
     "evaluate",
     "head_features",
+    "head_input",
     "load_data",
     "load_run_config",
     "load_test_digits",
@@ -105,9 +128,11 @@ __all__ = [
     "method_spec",
     "niso_methods",
     "pair_residuals",
+    "per_digit_correct",
     "preset",
     "run",
     "run_method",
     "summary_rows",
+    "test_digit_indices",
     "to_dual",
 ]

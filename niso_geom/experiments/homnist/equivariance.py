@@ -23,9 +23,14 @@ from niso_geom.data.homnist import build_homnist
 from niso_geom.errors import RunDirError
 from niso_geom.experiments.common import Classifier
 from niso_geom.experiments.homnist.config import load_run_config
-from niso_geom.experiments.homnist.data import load_test_digits, to_dual, unit_to_dual
+from niso_geom.experiments.homnist.data import (
+    load_test_digits,
+    test_digit_indices,
+    to_dual,
+    unit_to_dual,
+)
 from niso_geom.experiments.homnist.methods import method_spec
-from niso_geom.experiments.homnist.models import build_autoencoder, build_head
+from niso_geom.experiments.homnist.models import KernelHead, build_autoencoder, build_head
 from niso_geom.niso.autoencoder import encode_coefficients
 from niso_geom.niso.isometry import iso_solve_coeffs
 from niso_geom.runio import write_json
@@ -64,7 +69,9 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
                         data_root: str | os.PathLike | None = None) -> dict[str, Any]:
     """Residuals and accuracy by residual quartile for one finished NIso method/seed (see module doc).
 
-    ``digits`` clean test digits (and their 32 warps each) are used. Returns a JSON-ready dict,
+    ``digits`` of the run's clean test digits (the first of its sorted test digit indices, and
+    their 32 warps each) are used. With ``head_train_kernel`` the operator is the one the head
+    trained (its checkpoint holds it). Returns a JSON-ready dict,
     also written to ``run_dir/<method>/seed<seed>/equivariance.json``.
     """
     run = Path(run_dir)
@@ -78,14 +85,17 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
     model = build_autoencoder(cfg, "niso", spec.alpha, spec.beta)
     load_checkpoint(_latest(run / spec.pretrain_of / f"seed{seed}" / "pretrain" / "checkpoints"), model,
                     restore_rng=False, map_location="cpu")
-    clf = Classifier(build_head(cfg, "niso", model.latent_shape))
+    clf = Classifier(build_head(cfg, "niso", model.latent_shape, operator=model.operator))
     load_checkpoint(_latest(base / "head" / "checkpoints"), clf, restore_rng=False, map_location="cpu")
     model.eval()
     clf.eval()
+    # the head on coefficients (a KernelHead's inner head sees Φᵀ M E(x) with the operator it trained)
+    head = clf.head.head if isinstance(clf.head, KernelHead) else clf.head
 
-    n = min(digits, cfg.test_digits or digits)
-    test = build_homnist(seed=cfg.homnist_seed, subset=n, progress=False, data_root=data_root)
-    clean_u8, clean_labels = load_test_digits(n, data_root)
+    ids = test_digit_indices(cfg.test_digits, cfg.homnist_seed, cfg.test_pick)[:digits]
+    n = len(ids)
+    test = build_homnist(seed=cfg.homnist_seed, indices=ids, progress=False, data_root=data_root)
+    clean_u8, clean_labels = load_test_digits(None, data_root, indices=ids)
     per = len(test.labels) // n
     with torch.no_grad():
         zc = encode_coefficients(model, to_dual(clean_u8), batch_size=cfg.eval_batch)
@@ -95,8 +105,8 @@ def equivariance_report(run_dir: str | os.PathLike, method: str = "niso", seed: 
         masked, masked_modes = pair_residuals(src, zw, evals)
         free, free_modes = pair_residuals(src, zw, None)
         chance, _ = pair_residuals(zc.roll(1, 0).repeat_interleave(per, 0), zw, None)
-        correct = (clf.head(zw).argmax(-1) == torch.as_tensor(test.labels)).double()
-        clean_acc = float((clf.head(zc).argmax(-1) == clean_labels).double().mean())
+        correct = (head(zw).argmax(-1) == torch.as_tensor(test.labels)).double()
+        clean_acc = float((head(zc).argmax(-1) == clean_labels).double().mean())
     edges = np.quantile(free.numpy(), [0.0, 0.25, 0.5, 0.75, 1.0])
     quartiles = []
     for q, (lo, hi) in enumerate(itertools.pairwise(edges)):

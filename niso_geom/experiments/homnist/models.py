@@ -3,7 +3,10 @@
 Two kinds (:data:`~.methods.KINDS`): ``"niso"`` — a :class:`NIsoAutoencoder` whose head is the
 O(K)-invariant :class:`~niso_geom.equivariant.OrthNet` on the spectral coefficients
 Φᵀ M E(x) (B, K, C); ``"ae"`` — a :class:`PlainAutoencoder` whose head is a
-:class:`LatentCNN` on the grid latent E(x) (B, C, h, w).
+:class:`LatentCNN` on the grid latent E(x) (B, C, h, w). With ``head_train_kernel`` the NIso
+head is a :class:`KernelHead`: it takes the latents E(x) (B, N, C) and projects them with the
+operator it trains (the official classifier protocol). :func:`encoder_cost` gives the size of
+a config's encoder (parameters, multiply-adds, receptive field).
 """
 
 from __future__ import annotations
@@ -22,10 +25,18 @@ from niso_geom.niso.autoencoder import (
     PlainAutoencoder,
     encode_coefficients,
 )
-from niso_geom.niso.models import GridDecoder, GridEncoder
-from niso_geom.niso.operator import LearnedOperator
+from niso_geom.niso.models import (
+    GridDecoder,
+    GridEncoder,
+    conv_macs,
+    count_parameters,
+    receptive_field,
+    reference_init_,
+)
+from niso_geom.niso.operator import LearnedOperator, project
 
-__all__ = ["NUM_CLASSES", "FeatureNoise", "LatentCNN", "build_autoencoder", "build_head", "encode_features"]
+__all__ = ["NUM_CLASSES", "FeatureNoise", "KernelHead", "LatentCNN", "build_autoencoder", "build_head",
+           "encode_features", "encoder_cost", "head_input"]
 
 NUM_CLASSES = 10
 
@@ -37,11 +48,27 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
+def _encoder(cfg: HomNISTConfig) -> GridEncoder:
+    return GridEncoder(1, cfg.enc_channels, cfg.enc_depth, cfg.latent_dim, "zero", lift=cfg.lift)
+
+
+def _decoder(cfg: HomNISTConfig) -> GridDecoder:
+    return GridDecoder(cfg.latent_dim, cfg.dec_channels, cfg.dec_depth, 1, "zero")
+
+
 def build_autoencoder(cfg: HomNISTConfig, kind: str, alpha: float = 0.5, beta: float = 0.1) -> Autoencoder:
-    """The encoder/decoder of ``cfg`` (zero padding, 40×40 -> 20×20×C), with an operator for NIso."""
+    """The encoder/decoder of ``cfg`` (zero padding, 40×40 -> 20×20×C), with an operator for NIso.
+
+    ``cfg.init == "reference"`` re-initializes the encoder and decoder like the flax reference
+    (:func:`~niso_geom.niso.models.reference_init_`; it draws from torch's global generator, after
+    PyTorch's default init, so the operator's initial values are drawn after it).
+    """
     _check_kind(kind)
-    enc: nn.Module = GridEncoder(1, cfg.enc_channels, cfg.enc_depth, cfg.latent_dim, "zero", lift=cfg.lift)
-    dec = GridDecoder(cfg.latent_dim, cfg.dec_channels, cfg.dec_depth, 1, "zero")
+    enc: nn.Module = _encoder(cfg)
+    dec = _decoder(cfg)
+    if cfg.init == "reference":
+        reference_init_(enc)
+        reference_init_(dec)
     h, w = enc.latent_shape(SIDE, SIDE)
     if cfg.latent_norm:
         enc = nn.Sequential(enc, LatentScaleNorm())
@@ -75,7 +102,45 @@ class FeatureNoise(nn.Module):
         return f"sigma={self.sigma}"
 
 
-def build_head(cfg: HomNISTConfig, kind: str, latent_shape: tuple[int, int]) -> nn.Module:
+def encoder_cost(cfg: HomNISTConfig) -> dict[str, int]:
+    """Size of ``cfg``'s encoder and decoder, without training or allocating weights.
+
+    Returns ``encoder_parameters``, ``decoder_parameters``, ``encoder_macs`` and ``decoder_macs``
+    (multiply-adds of the convolutions for one 40×40 image; FLOPs ≈ 2 × MACs, a training step
+    ≈ 3 × the forward work) and ``receptive_field`` (side in pixels of what one latent cell sees).
+    The paper's encoder: 1,083,552 parameters, ~700 M MACs, 38 px (``docs/algorithm.md`` §2.1).
+    """
+    with torch.device("meta"):
+        enc, dec = _encoder(cfg), _decoder(cfg)
+    h, w = enc.latent_shape(SIDE, SIDE)
+    return {
+        "encoder_parameters": count_parameters(enc),
+        "decoder_parameters": count_parameters(dec),
+        "encoder_macs": conv_macs(enc, (1, SIDE, SIDE)),
+        "decoder_macs": conv_macs(dec, (cfg.latent_dim, h, w)),
+        "receptive_field": receptive_field(enc),
+    }
+
+
+class KernelHead(nn.Module):
+    """A head on latents E(x) (B, N, C) that projects them with an operator it trains:
+    ``head(Φᵀ M z)``, gradients reaching Φ_raw and M_raw — the official ``hmnist_pred`` protocol
+    (``docs/algorithm.md`` §3.3, §7 item 8). The operator is the autoencoder's own module, so
+    training the head changes the autoencoder's operator too.
+    """
+
+    def __init__(self, operator: LearnedOperator, head: nn.Module) -> None:
+        super().__init__()
+        self.operator = operator
+        self.head = head
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        state = self.operator()
+        return self.head(project(state, z.to(state.phi.dtype)))
+
+
+def build_head(cfg: HomNISTConfig, kind: str, latent_shape: tuple[int, int],
+               operator: LearnedOperator | None = None) -> nn.Module:
     """OrthNet on (K, C) coefficients for NIso; :class:`LatentCNN` on (C, h, w) latents for the AE.
 
     ``cfg.head_norm`` puts a :class:`LatentScaleNorm` in front of the head: ``"sample"`` divides
@@ -83,6 +148,8 @@ def build_head(cfg: HomNISTConfig, kind: str, latent_shape: tuple[int, int]) -> 
     (NIso) or the h × w grid (AE). Both keep the NIso head O(K)-invariant; they remove the
     per-sample and per-channel latent scale, which the decoder's normalization leaves almost free
     in pre-training. ``cfg.head_noise`` > 0 then adds :class:`FeatureNoise` in training.
+    With ``cfg.head_train_kernel`` and kind ``"niso"`` the head is a :class:`KernelHead` around
+    ``operator`` (required then) and takes latents (B, N, C) instead of coefficients.
     """
     _check_kind(kind)
     if cfg.head_norm not in HEAD_NORMS:  # a config changed without validation (object.__setattr__)
@@ -99,7 +166,21 @@ def build_head(cfg: HomNISTConfig, kind: str, latent_shape: tuple[int, int]) -> 
         layers.append(LatentScaleNorm(dims=None if cfg.head_norm == "sample" else channel_dims))
     if cfg.head_noise > 0:
         layers.append(FeatureNoise(cfg.head_noise))
-    return nn.Sequential(*layers, head) if layers else head
+    head = nn.Sequential(*layers, head) if layers else head
+    if kind == "niso" and cfg.head_train_kernel:
+        if operator is None:
+            raise ValueError("head_train_kernel needs the autoencoder's operator")
+        head = KernelHead(operator, head)
+    return head
+
+
+def head_input(model: Autoencoder, x: torch.Tensor, kind: str, train_kernel: bool) -> torch.Tensor:
+    """What the head of :func:`build_head` takes for images ``x``: :func:`encode_features`, or the
+    frozen encoder's flat latents E(x) (B, N, C) for a NIso :class:`KernelHead`."""
+    if kind == "niso" and train_kernel:
+        with torch.no_grad():
+            return model.encode(x)
+    return encode_features(model, x, kind)
 
 
 def encode_features(model: Autoencoder, x: torch.Tensor, kind: str) -> torch.Tensor:

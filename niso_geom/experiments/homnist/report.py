@@ -35,12 +35,21 @@ PAPER_RESULTS: dict[str, tuple[float, float | None]] = {
     "homconv": (95.71, None),
     "liedecomp": (98.30, None),
 }
-SUMMARY_HEADERS = ["method", "homNIST acc. % (ours)", "clean acc. %", "paper %", "seeds", "wall s"]
+SUMMARY_HEADERS = ["method", "homNIST acc. % (ours)", "s.e. digits", "clean acc. %", "paper %", "seeds", "wall s"]
+
+
+def _se(value: float | None) -> str:
+    return "—" if value is None else f"± {100 * value:.2f}"
+
+
+def _with_se(acc: float, se: float | None) -> str:
+    return f"{100 * acc:.2f}" + ("" if se is None else f" ± {100 * se:.2f}")
 
 
 def summary_rows(results: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[list[str]]:
-    """Rows (method, ours, clean, paper, seeds, wall) for the terminal and Markdown tables: the
-    methods of ``results``, then the paper's methods that were not run."""
+    """Rows (method, ours ± s.e. over seeds, ± s.e. over test digits, clean ± s.e. over digits,
+    paper, seeds, wall) for the terminal and Markdown tables: the methods of ``results``, then the
+    paper's methods that were not run."""
     rows = []
     names = list(results["methods"]) + [m for m in PAPER_RESULTS if m not in results["methods"]]
     for m in names:
@@ -50,7 +59,8 @@ def summary_rows(results: dict[str, Any], records: Sequence[dict[str, Any]]) -> 
         rows.append([
             METHOD_LABELS.get(m, m),
             pct(r["accuracy_mean"], r["accuracy_se"]) if r else "not run",
-            f"{100 * float(np.mean(clean)):.2f}" if clean else "—",
+            _se(r.get("accuracy_se_digits")) if r else "—",
+            _with_se(float(np.mean(clean)), r.get("clean_accuracy_se_digits")) if r and clean else "—",
             (f"{paper[0]:.2f}" + (f" ± {paper[1]:.2f}" if paper[1] is not None else "")) if paper else "—",
             str(len(r["seeds"])) if r else "—",
             f"{r['wall_seconds']:.0f}" if r else "—",
@@ -62,19 +72,23 @@ def write_markdown(path: str | os.PathLike, cfg: HomNISTConfig, results: dict[st
                    records: Sequence[dict[str, Any]], info: dict[str, Any]) -> None:
     """``results.md``: the summary table, then one row per (method, seed) with its timings."""
     n_test = records[0]["num_test"] if records else 0
-    per_run = [[METHOD_LABELS.get(r["method"], r["method"]), str(r["seed"]), f"{100 * r['accuracy']:.2f}",
-                f"{100 * r['clean_accuracy']:.2f}", f"{r['timings']['pretrain']:.0f}",
+    per_run = [[METHOD_LABELS.get(r["method"], r["method"]), str(r["seed"]),
+                _with_se(r["accuracy"], r.get("accuracy_se_digits")),
+                _with_se(r["clean_accuracy"], r.get("clean_accuracy_se_digits")), f"{r['timings']['pretrain']:.0f}",
                 f"{r['timings']['features'] + r['timings']['head']:.0f}", f"{r['timings']['eval']:.0f}"]
                for r in records]
     text = [
         "# homNIST results",
         "",
         (f"Preset `{cfg.preset}`; homNIST test images: {n_test} "
-        f"({'all 10,000' if cfg.test_digits is None else cfg.test_digits} MNIST test digits × 32 homographies, "
-        f"homNIST seed {cfg.homnist_seed}); device {info.get('device')}, torch {info.get('torch')}, "
-        f"{info.get('threads')} threads."),
+        f"({'all 10,000' if cfg.test_digits is None else cfg.test_digits} MNIST test digits"
+        f"{'' if cfg.test_digits is None else (', a random subset' if cfg.test_pick == 'random' else ', the first ones')}"
+        f" × 32 homographies, homNIST seed {cfg.homnist_seed}); device {info.get('device')}, "
+        f"torch {info.get('torch')}, {info.get('threads')} threads."),
         "",
-        ("Accuracy on the homography-warped test digits (mean ± standard error over seeds). Every method "
+        ("Accuracy on the homography-warped test digits (mean ± standard error over seeds; \"s.e. digits\": "
+        "standard error across test digits, each digit's accuracy over its 32 warps one sample, of the "
+        "seed-mean accuracy — how much another draw of test digits could move the number). Every method "
         "sees homographies only in its unlabelled pre-training; its classifier is trained on clean labelled "
         "digits (except `ae_aug_labels`, trained on homography-augmented labelled digits). "
         "\"clean\" is the same classifier on the unwarped test digits. Paper numbers: Table 1 of "

@@ -3,7 +3,9 @@
 A run folder holds ``config.json``, ``metrics.jsonl`` (one record per finished method/seed),
 ``<method>/seed<k>/{pretrain,head}/{metrics.jsonl,checkpoints/}``, ``<method>/seed<k>/result.json``,
 ``results.json`` (``{"num_classes": 10, "methods": {method: {"accuracy_mean", "accuracy_se",
-"seeds", "wall_seconds"}}}``, accuracies as fractions) and ``results.md``. Interrupted runs
+"accuracy_se_digits", "clean_accuracy_mean", "clean_accuracy_se_digits", "seeds",
+"wall_seconds"}}}``, accuracies as fractions: ``accuracy_se`` across seeds, ``*_se_digits``
+across test digits) and ``results.md``. Interrupted runs
 resume: finished method/seeds are skipped, unfinished training continues from its last
 checkpoint.
 """
@@ -19,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -27,7 +30,7 @@ from niso_geom.experiments.homnist.config import HomNISTConfig
 from niso_geom.experiments.homnist.data import HomNISTData, load_data
 from niso_geom.experiments.homnist.methods import METHODS, method_spec
 from niso_geom.experiments.homnist.models import NUM_CLASSES
-from niso_geom.experiments.homnist.pipeline import run_method
+from niso_geom.experiments.homnist.pipeline import digit_standard_error, run_method
 from niso_geom.experiments.homnist.report import write_markdown
 from niso_geom.runio import append_jsonl, write_json
 from niso_geom.threads import set_threads
@@ -36,14 +39,36 @@ from niso_geom.train import resolve_device
 __all__ = ["aggregate", "run"]
 
 
+#: What a record keeps out of ``metrics.jsonl`` (long per-digit lists; they stay in result.json).
+_BULKY = ("spec", "per_digit_correct", "clean_per_digit_correct")
+
+
+def _digit_se_of_mean(records: Sequence[dict[str, Any]], key: str, per_key: str | None) -> float | None:
+    """Standard error across test digits of the seed-mean accuracy: each digit's accuracy is
+    averaged over the seeds (every seed sees the same digits), then sd / sqrt(digits)."""
+    if not records or any(key not in r for r in records):
+        return None
+    counts = np.mean([np.asarray(r[key], dtype=np.float64) for r in records], axis=0)
+    return digit_standard_error(counts, int(records[0][per_key]) if per_key else 1)
+
+
 def aggregate(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
-    """``{"num_classes": 10, "methods": {m: {accuracy_mean, accuracy_se, seeds, wall_seconds}}}``
-    (:func:`~niso_geom.experiments.common.aggregate`)."""
-    return _aggregate(records, methods, NUM_CLASSES)
+    """``{"num_classes": 10, "methods": {m: {accuracy_mean, accuracy_se, accuracy_se_digits,
+    clean_accuracy_mean, clean_accuracy_se_digits, seeds, wall_seconds}}}``
+    (:func:`~niso_geom.experiments.common.aggregate`, plus the standard errors across test digits;
+    None where a record lacks its per-digit counts)."""
+    out = _aggregate(records, methods, NUM_CLASSES)
+    for m, entry in out["methods"].items():
+        rs = sorted((r for r in records if r["method"] == m), key=lambda r: r["seed"])
+        entry["accuracy_se_digits"] = _digit_se_of_mean(rs, "per_digit_correct", "warps_per_digit")
+        clean = [r["clean_accuracy"] for r in rs if "clean_accuracy" in r]
+        entry["clean_accuracy_mean"] = float(np.mean(clean)) if len(clean) == len(rs) else None
+        entry["clean_accuracy_se_digits"] = _digit_se_of_mean(rs, "clean_per_digit_correct", None)
+    return out
 
 
 def _load(cfg: HomNISTConfig, data_root: str | os.PathLike | None, progress: bool) -> HomNISTData:
-    return load_data(cfg.homnist_seed, cfg.test_digits, data_root, progress=progress)
+    return load_data(cfg.homnist_seed, cfg.test_digits, data_root, progress=progress, pick=cfg.test_pick)
 
 
 def _task_waves(cfg: HomNISTConfig, methods: Sequence[str], seeds: Sequence[int]) -> list[list[tuple[str, int]]]:
@@ -96,7 +121,7 @@ def run(cfg: HomNISTConfig, out_dir: str | os.PathLike, *, methods: Sequence[str
 
     def record(rec: dict[str, Any]) -> None:
         finished[(rec["method"], rec["seed"])] = rec
-        append_jsonl(out / "metrics.jsonl", {k: v for k, v in rec.items() if k != "spec"})
+        append_jsonl(out / "metrics.jsonl", {k: v for k, v in rec.items() if k not in _BULKY})
         if on_record is not None:
             on_record(rec)
 
