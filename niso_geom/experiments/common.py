@@ -84,40 +84,57 @@ _NONE_WORDS = ("none", "null", "")
 _TRUE_WORDS, _FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+def _describe(hint: Any) -> str:
+    """What a value of type ``hint`` looks like, for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        words = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(words) + (" or None" if type(None) in args else "")
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin is tuple:
+        return "comma-separated integers" if args and args[0] is int else "comma-separated values"
+    return {bool: "a boolean (true/false)", int: "an integer", float: "a number"}.get(hint, "a value")
+
+
 def _parse_as(hint: Any, text: str, name: str, raw: str) -> Any:
+    """``text`` as a value of type ``hint``; ValueError ``name='raw': expected ...`` otherwise."""
+    try:
+        return _parse(hint, text)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected {_describe(hint)}") from None
+
+
+def _parse(hint: Any, text: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if type(None) in args and text.lower() in _NONE_WORDS:
             return None
-        errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _parse_as(arg, text, name, raw)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError("; ".join(errors))
+                return _parse(arg, text)
+            except ValueError:
+                continue
+        raise ValueError(text)
     if origin is typing.Literal:
         for option in args:
             if str(option) == text:
                 return option
-        raise ValueError(f"{name}: expected one of {list(args)}, got {raw!r}")
+        raise ValueError(text)
     if origin is tuple:
         items = [v for v in text.replace("(", "").replace(")", "").split(",") if v.strip()]
         kinds = [args[0]] * len(items) if len(args) == 2 and args[1] is Ellipsis else list(args)
         if len(kinds) != len(items):
-            raise ValueError(f"{name}: expected {len(kinds)} comma-separated values, got {raw!r}")
-        return tuple(_parse_as(k, v.strip(), name, raw) for k, v in zip(kinds, items))
+            raise ValueError(text)
+        return tuple(_parse(k, v.strip()) for k, v in zip(kinds, items))
     if hint is bool:
         if text.lower() in _TRUE_WORDS:
             return True
         if text.lower() in _FALSE_WORDS:
             return False
-        raise ValueError(f"{name}: expected a boolean, got {raw!r}")
+        raise ValueError(text)
     if hint in (int, float):
-        try:
-            return hint(text)
-        except ValueError:
-            raise ValueError(f"{name}: expected {hint.__name__}, got {raw!r}") from None
+        return hint(text)
     return text
 
 
