@@ -1,7 +1,7 @@
 """Convolutional encoders and decoders for grid domains, in the residual style of NIso.
 
 The architecture follows the official Neural Isometries code (``nn/conv.py``; see
-``niso-reference.md`` §2.1) layer for layer:
+``docs/algorithm.md`` §2.1) layer for layer:
 
 * ``"LayerNorm"`` of the reference is an **instance norm**: mean and (biased) variance over
   (H, W) per sample and per channel, eps 1e-6, learnable per-channel scale and bias
@@ -603,7 +603,7 @@ def reference_init_(module: nn.Module) -> nn.Module:
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """An encoder/decoder pair for one experiment (sizes of ``niso-reference.md`` §2.1, §6.3).
+    """An encoder/decoder pair for one experiment (sizes of ``docs/algorithm.md`` §2.1, §6.3).
 
     ``input_shape`` is the (H, W) the preset is meant for; the models accept any size that
     satisfies the divisibility rules.
@@ -663,7 +663,7 @@ PRESETS: dict[str, AutoencoderConfig] = {
         3, (144, 144), (64, 128, 256), (4, 4, 4), 128, (256, 128, 64), (4, 4, 4), "zero",
         note="CO3D pose: 144x144x3 -> 36x36x128, K=128",
     ),
-    # CPU-scale variants (niso-reference.md §6.3): same latent grids, smaller nets.
+    # CPU-scale variants (docs/algorithm.md §6.3): same latent grids, smaller nets.
     "hmnist_cpu": AutoencoderConfig(
         1, (40, 40), (32, 64), (1, 1), 32, (64, 32), (1, 1), "zero",
         note="homNIST at CPU scale: 40x40x1 -> 20x20x32",

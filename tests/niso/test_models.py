@@ -188,7 +188,7 @@ def test_paper_preset_latents_and_parameter_counts():
     assert PRESETS["cshrec11"].latent_shape == (12, 24)
     assert PRESETS["cshrec11_cpu"].latent_shape == (12, 24)
     assert PRESETS["pose"].latent_shape == (36, 36)
-    # niso-reference.md §2.1 table (millions, 2 decimals).
+    # docs/algorithm.md §2.1 table (millions, 2 decimals).
     table = {"hmnist": (1.08, 1.09), "cshrec11": (2.91, 3.04), "pose": (6.16, 6.43)}
     for name, (n_enc, n_dec) in table.items():
         enc, dec = PRESETS[name].build()
