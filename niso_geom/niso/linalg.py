@@ -35,6 +35,8 @@ from torch.autograd.function import once_differentiable
 __all__ = [
     "DEFAULT_EPS",
     "ProcrustesMethod",
+    "flush_floor",
+    "flush_tiny",
     "safe_inverse",
     "safe_svd",
     "ortho_det",
@@ -52,6 +54,31 @@ ProcrustesMethod = Literal["polar", "svd", "torch"]
 def safe_inverse(x: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """Lorentzian regularized reciprocal ``x / (x² + eps)``; 0 at 0, bounded by ``1/(2√eps)``."""
     return x / (x * x + eps)
+
+
+def flush_floor(dtype: torch.dtype) -> float:
+    """``tiny^(1/3)`` of ``dtype`` (2⁻⁴² ≈ 2.3e-13 for float32 and bfloat16, 2⁻³⁴⁰ for float64): the
+    magnitude below which :func:`flush_tiny` and the τ mask give exactly 0.
+
+    Why the cube root: arithmetic on subnormal floats (below ``tiny`` = 2⁻¹²⁶ ≈ 1.18e-38) is
+    10–100× slower on x86. A step multiplies up to three small factors before it sums (the mask ×
+    the gradient of the masked cross-covariance × a coefficient, in the backward of τ's solve);
+    with every one of them either 0 or ≥ ``tiny^(1/3)``, no such product can be subnormal. The
+    dropped values are ≤ 2.3e-13 relative to the mask's diagonal (1) or to a unit singular vector,
+    far below float32's rounding (6e-8), so the results are unchanged at float32 precision.
+    """
+    return float(torch.finfo(dtype).tiny) ** (1.0 / 3.0)
+
+
+def flush_tiny(x: torch.Tensor) -> torch.Tensor:
+    """x with every entry of magnitude below :func:`flush_floor` of its dtype set to exactly 0.
+
+    Applied to singular vectors, the polar factor and its gradient: for a nearly block-diagonal X
+    (the τ mask of a spread spectrum) the singular vectors are localized, with entries decaying
+    far below float32's normal range, and so are the products made from them.
+    """
+    floor = flush_floor(x.dtype)
+    return x.masked_fill((x < floor) & (x > -floor), 0.0)  # no abs(): it would copy the subnormals
 
 
 def no_autocast(device_type: str) -> contextlib.AbstractContextManager:
@@ -104,6 +131,7 @@ class _SafeSVD(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A: torch.Tensor, eps: float):  # type: ignore[override]
         U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+        U, Vh = flush_tiny(U), flush_tiny(Vh)
         ctx.eps = eps
         ctx.save_for_backward(U, S, Vh)
         return U, S, Vh
@@ -185,11 +213,36 @@ def ortho_det(X: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _flip_signs(U: torch.Tensor, Vh: torch.Tensor, special: bool) -> torch.Tensor:
-    """(..., k) vector d: all ones, or ones with d_k = sign det(U Vh) when ``special``."""
+def _lu_sign(X: torch.Tensor) -> torch.Tensor:
+    """sign det(X) (...,) from one LU (``slogdet``), on one CPU thread like :func:`det_value`."""
+    X = X.detach()
+    if X.device.type != "cpu" or torch.get_num_threads() == 1:
+        return torch.linalg.slogdet(X).sign
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.slogdet(X).sign
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _flip_signs(X: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor, special: bool) -> torch.Tensor:
+    """(..., k) vector d: all ones, or ones with d_k = sign det(U Vh) when ``special``.
+
+    sign det(U Vh) = sign det(X) when X = U S Vh is square and nonsingular, so one LU of X gives
+    it without forming U Vh (one batched GEMM less). Where X is too close to singular for the LU's
+    sign to be trusted (``s_min ≤ 8·K·ε·s_max``, rounding could flip it) the sign comes from
+    det(U Vh) as before, for those matrices only.
+    """
     d = torch.ones(U.shape[:-2] + (Vh.shape[-2],), dtype=U.dtype, device=U.device)
     if special:
-        d[..., -1] = torch.where(det_value(U @ Vh) < 0, -1.0, 1.0).to(U.dtype)
+        sign = _lu_sign(X)
+        k = S.shape[-1]
+        unsure = S[..., -1] <= 8 * k * torch.finfo(S.dtype).eps * S[..., 0]
+        if bool(unsure.any()):
+            sign = sign.clone()
+            sign[unsure] = det_value(U[unsure] @ Vh[unsure]).sign()
+        d[..., -1] = torch.where(sign < 0, -1.0, 1.0).to(U.dtype)
     return d
 
 
@@ -199,8 +252,9 @@ class _Polar(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X: torch.Tensor, special: bool, eps: float):  # type: ignore[override]
         U, S, Vh = torch.linalg.svd(X, full_matrices=False)
-        d = _flip_signs(U, Vh, special)
-        R = (U * d.unsqueeze(-2)) @ Vh
+        U, Vh = flush_tiny(U), flush_tiny(Vh)
+        d = _flip_signs(X, U, S, Vh, special)
+        R = flush_tiny((U * d.unsqueeze(-2)) @ Vh)
         ctx.eps = eps
         ctx.save_for_backward(U, S, Vh, d)
         return R
@@ -216,11 +270,12 @@ class _Polar(torch.autograd.Function):
         H = d.unsqueeze(-1) * (UtgR @ V)  # D Uᵀ gR V
         sigma = d * S
         W = safe_inverse(sigma.unsqueeze(-1) + sigma.unsqueeze(-2), eps)
-        gG = d.unsqueeze(-1) * (W * (H - H.mT))
-        gX = U @ gG @ Vh
+        # localized singular vectors make products far below float32's normal range: flushed
+        gG = flush_tiny(d.unsqueeze(-1) * (W * (H - H.mT)))
+        gX = flush_tiny(U @ gG) @ Vh
         if m > k:  # (I - UUᵀ) gR V S⁻¹ Vᵀ
             gX = gX + ((gR - U @ UtgR) @ (V * safe_inverse(S, eps).unsqueeze(-2))) @ Vh
-        return gX, None, None
+        return flush_tiny(gX), None, None
 
 
 def _procrustes_svd(X: torch.Tensor, special: bool, eps: float, plain: bool) -> torch.Tensor:
