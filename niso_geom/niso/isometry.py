@@ -19,11 +19,17 @@ import math
 import torch
 from torch import nn
 
-from niso_geom.niso.linalg import (DEFAULT_EPS, ProcrustesMethod, flush_floor, no_autocast, procrustes,
-                                  resolve_compute_dtype)
+from niso_geom.niso.linalg import (
+    DEFAULT_EPS,
+    ProcrustesMethod,
+    flush_floor,
+    no_autocast,
+    procrustes,
+    resolve_compute_dtype,
+)
 from niso_geom.niso.operator import LearnedOperator, OperatorState, project, unproject
 
-__all__ = ["decay_exp", "decay_cutoff", "delta_mask", "iso_solve", "iso_solve_coeffs", "transform", "IsoSolve"]
+__all__ = ["IsoSolve", "decay_cutoff", "decay_exp", "delta_mask", "iso_solve", "iso_solve_coeffs", "transform"]
 
 
 def decay_cutoff(dtype: torch.dtype) -> float:

@@ -35,15 +35,15 @@ from torch.autograd.function import once_differentiable
 __all__ = [
     "DEFAULT_EPS",
     "ProcrustesMethod",
+    "det_value",
     "flush_floor",
     "flush_tiny",
+    "no_autocast",
+    "ortho_det",
+    "procrustes",
+    "resolve_compute_dtype",
     "safe_inverse",
     "safe_svd",
-    "ortho_det",
-    "det_value",
-    "procrustes",
-    "no_autocast",
-    "resolve_compute_dtype",
 ]
 
 DEFAULT_EPS = 1e-8

@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from niso_geom import SphereGrid
-from niso_geom.data.signals import (SpherePairs, TorusPairs, sh_power, torus_amplitude, torus_fields_from_noise,
-                                    torus_random_fields)
+from niso_geom.data.signals import (
+    SpherePairs,
+    TorusPairs,
+    normalize_fields,
+    sh_power,
+    torus_amplitude,
+    torus_fields_from_noise,
+    torus_filter_matrix,
+    torus_random_fields,
+)
 from niso_geom.harmonics.sphere import real_sph_harm, sh_degrees
 
 
@@ -23,6 +31,19 @@ def test_torus_fields_are_the_numpy_filter_on_equal_noise(shape, alpha, band):
     amp = torch.from_numpy(torus_amplitude(h, w, alpha, band))
     new = torus_fields_from_noise(torch.from_numpy(noise), amp).numpy()
     np.testing.assert_allclose(new, ref, rtol=0, atol=1e-12)
+    F = torus_filter_matrix(amp)  # the same filter as one matmul
+    torch.testing.assert_close(F, F.T)
+    by_matrix = normalize_fields(torch.from_numpy(noise.reshape(5, -1)) @ F, -1).numpy()
+    np.testing.assert_allclose(by_matrix, ref, rtol=0, atol=1e-12)
+
+
+def test_torus_torch_pairs_on_a_large_grid_use_the_fft():
+    p = TorusPairs(40, 36, 2)
+    assert p._filter is None
+    x, tx, shifts = p.sample_torch(2, torch.Generator().manual_seed(0))
+    for b in range(2):
+        np.testing.assert_array_equal(tx[b].numpy(), p.grid.shift(x[b].numpy(), *map(int, shifts[b])))
+    torch.testing.assert_close(x.std(1, correction=0), torch.ones(2, 2), rtol=1e-5, atol=1e-5)
 
 
 def test_torus_torch_pairs_are_exact_shifts_of_unit_fields():
@@ -52,7 +73,7 @@ def test_torus_torch_power_spectrum_matches_the_filter():
 def test_torus_torch_digits_come_from_the_bank():
     images = np.random.default_rng(5).uniform(size=(4, 28, 28))
     p = TorusPairs(8, 8, 3, images=images)
-    x, tx, _ = p.sample_torch(2, torch.Generator().manual_seed(0))
+    x, _, _ = p.sample_torch(2, torch.Generator().manual_seed(0))
     bank = torch.from_numpy(p._bank.reshape(4, -1)).float()
     for col in x.transpose(1, 2).reshape(-1, 64):
         assert any(torch.equal(col, b) for b in bank)

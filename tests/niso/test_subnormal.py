@@ -14,8 +14,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from niso_geom.experiments.spectra import (SpectraBatches, SpectraObjective, build_problem, make_operator,
-                                           operator_param_groups, preset, signal_moment)
+from niso_geom.experiments.spectra import (
+    SpectraBatches,
+    SpectraObjective,
+    build_problem,
+    make_operator,
+    operator_param_groups,
+    preset,
+    signal_moment,
+)
 from niso_geom.niso.isometry import decay_cutoff, decay_exp, delta_mask
 from niso_geom.niso.losses import multiplicity_loss
 from niso_geom.train import make_optimizer
