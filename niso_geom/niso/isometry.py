@@ -1,4 +1,4 @@
-"""The isometric functional map τ ∈ SO(K) (``niso-reference.md`` §1.3).
+"""The isometric functional map τ ∈ SO(K) (``docs/algorithm.md`` §1.3).
 
 With spectral coefficients Â = Φᵀ M A and B̂ = Φᵀ M B (K, C) and the eigenvalue mask
 ``P_ij = exp(-|λ_i - λ_j| / w)`` (width w = 1 in the paper), τ solves the masked Procrustes problem

@@ -3,7 +3,7 @@
 The derivative of the SVD contains ``1/(s_j² - s_i²)`` and ``1/s_i``, which blow up for
 repeated or vanishing singular values. Those are common in NIso: τ ≈ I, symmetric
 transformations, rank-deficient cross-covariances when there are fewer channels than
-eigenfunctions. Two remedies are offered, following ``niso-reference.md`` §1.4 and §6.2:
+eigenfunctions. Two remedies are offered, following ``docs/algorithm.md`` §1.4 and §6.2:
 
 * :func:`safe_svd` is the thin SVD whose backward replaces every reciprocal by the
   Lorentzian safe inverse ``x / (x² + eps)`` (the official code's custom JVP, written here as

@@ -1,4 +1,4 @@
-"""The learned operator (Φ, Λ, M) of Neural Isometries (``niso-reference.md`` §1.1-1.2, §1.7).
+"""The learned operator (Φ, Λ, M) of Neural Isometries (``docs/algorithm.md`` §1.1-1.2, §1.7).
 
 Raw parameters and their transforms, as the official ``operator_iso``:
 
