@@ -38,6 +38,7 @@ __all__ = [
     "det_value",
     "flush_floor",
     "flush_tiny",
+    "has_tiny",
     "no_autocast",
     "ortho_det",
     "procrustes",
@@ -79,6 +80,12 @@ def flush_tiny(x: torch.Tensor) -> torch.Tensor:
     """
     floor = flush_floor(x.dtype)
     return x.masked_fill((x < floor) & (x > -floor), 0.0)  # no abs(): it would copy the subnormals
+
+
+def has_tiny(x: torch.Tensor) -> bool:
+    """Whether x holds a nonzero entry of magnitude below :func:`flush_floor` (what :func:`flush_tiny` changes)."""
+    floor = flush_floor(x.dtype)
+    return bool(((x < floor) & (x > -floor) & (x != 0)).any())
 
 
 def no_autocast(device_type: str) -> contextlib.AbstractContextManager:
@@ -246,15 +253,24 @@ def _flip_signs(X: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Ten
     return d
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class _Polar(torch.autograd.Function):
     """Polar factor ``R = U D Vh`` (tall or square input) with the closed-form derivative."""
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, special: bool, eps: float):  # type: ignore[override]
         U, S, Vh = torch.linalg.svd(X, full_matrices=False)
-        U, Vh = flush_tiny(U), flush_tiny(Vh)
+        # localized singular vectors (a nearly block-diagonal X) decay below float32's normal range,
+        # and so do the products made of them: flushed, here and in the backward, when present
+        tiny = has_tiny(U) or has_tiny(Vh)
+        flush = flush_tiny if tiny else _identity
+        U, Vh = flush(U), flush(Vh)
         d = _flip_signs(X, U, S, Vh, special)
-        R = flush_tiny((U * d.unsqueeze(-2)) @ Vh)
+        R = flush((U * d.unsqueeze(-2)) @ Vh)
+        ctx.flush = flush
         ctx.eps = eps
         ctx.save_for_backward(U, S, Vh, d)
         return R
@@ -270,12 +286,12 @@ class _Polar(torch.autograd.Function):
         H = d.unsqueeze(-1) * (UtgR @ V)  # D Uᵀ gR V
         sigma = d * S
         W = safe_inverse(sigma.unsqueeze(-1) + sigma.unsqueeze(-2), eps)
-        # localized singular vectors make products far below float32's normal range: flushed
-        gG = flush_tiny(d.unsqueeze(-1) * (W * (H - H.mT)))
-        gX = flush_tiny(U @ gG) @ Vh
+        flush = ctx.flush
+        gG = flush(d.unsqueeze(-1) * (W * (H - H.mT)))
+        gX = flush(U @ gG) @ Vh
         if m > k:  # (I - UUᵀ) gR V S⁻¹ Vᵀ
             gX = gX + ((gR - U @ UtgR) @ (V * safe_inverse(S, eps).unsqueeze(-2))) @ Vh
-        return flush_tiny(gX), None, None
+        return flush(gX), None, None
 
 
 def _procrustes_svd(X: torch.Tensor, special: bool, eps: float, plain: bool) -> torch.Tensor:
