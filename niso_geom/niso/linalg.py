@@ -138,7 +138,8 @@ class _SafeSVD(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A: torch.Tensor, eps: float):  # type: ignore[override]
         U, S, Vh = torch.linalg.svd(A, full_matrices=False)
-        U, Vh = flush_tiny(U), flush_tiny(Vh)
+        if has_tiny(U) or has_tiny(Vh):  # localized singular vectors: no subnormals downstream
+            U, Vh = flush_tiny(U), flush_tiny(Vh)
         ctx.eps = eps
         ctx.save_for_backward(U, S, Vh)
         return U, S, Vh
