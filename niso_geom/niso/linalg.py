@@ -84,6 +84,8 @@ def flush_tiny(x: torch.Tensor) -> torch.Tensor:
 
 def has_tiny(x: torch.Tensor) -> bool:
     """Whether x holds a nonzero entry of magnitude below :func:`flush_floor` (what :func:`flush_tiny` changes)."""
+    if x.is_meta:  # no data: nothing to flush (shape-only runs)
+        return False
     floor = flush_floor(x.dtype)
     return bool(((x < floor) & (x > -floor) & (x != 0)).any())
 
@@ -247,7 +249,7 @@ def _flip_signs(X: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Ten
         sign = _lu_sign(X)
         k = S.shape[-1]
         unsure = S[..., -1] <= 8 * k * torch.finfo(S.dtype).eps * S[..., 0]
-        if bool(unsure.any()):
+        if not X.is_meta and bool(unsure.any()):  # meta tensors hold no data to decide on
             sign = sign.clone()
             sign[unsure] = det_value(U[unsure] @ Vh[unsure]).sign()
         d[..., -1] = torch.where(sign < 0, -1.0, 1.0).to(U.dtype)
