@@ -8,10 +8,17 @@ in ``niso_geom.niso.models`` (import it explicitly); training in :mod:`niso_geom
 from __future__ import annotations
 
 from niso_geom.niso.cluster_pca import eigenvalue_clusters, rotate_clusters_to_principal_axes
+from niso_geom.niso.extras import TieBreakers, correlation_penalty, decorrelation_loss
 from niso_geom.niso.isometry import IsoSolve, delta_mask, iso_solve, iso_solve_coeffs, transform
 from niso_geom.niso.linalg import ortho_det, procrustes, safe_inverse, safe_svd
-from niso_geom.niso.extras import TieBreakers, correlation_penalty, decorrelation_loss
-from niso_geom.niso.losses import NIsoOutput, l1, multiplicity_loss, niso_objective, niso_pair_loss, solve_edges
+from niso_geom.niso.losses import (
+    NIsoOutput,
+    l1,
+    multiplicity_loss,
+    niso_objective,
+    niso_pair_loss,
+    solve_edges,
+)
 from niso_geom.niso.operator import (
     LearnedOperator,
     OperatorState,
@@ -23,6 +30,7 @@ from niso_geom.niso.operator import (
     spectral_dropout,
     unproject,
 )
+
 __all__ = [
     "IsoSolve",
     "LearnedOperator",

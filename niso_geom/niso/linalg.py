@@ -3,7 +3,7 @@
 The derivative of the SVD contains ``1/(s_j² - s_i²)`` and ``1/s_i``, which blow up for
 repeated or vanishing singular values. Those are common in NIso: τ ≈ I, symmetric
 transformations, rank-deficient cross-covariances when there are fewer channels than
-eigenfunctions. Two remedies are offered, following ``niso-reference.md`` §1.4 and §6.2:
+eigenfunctions. Two remedies are offered, following ``docs/algorithm.md`` §1.4 and §6.2:
 
 * :func:`safe_svd` is the thin SVD whose backward replaces every reciprocal by the
   Lorentzian safe inverse ``x / (x² + eps)`` (the official code's custom JVP, written here as
@@ -38,6 +38,9 @@ __all__ = [
     "DEFAULT_EPS",
     "ProcrustesMethod",
     "det_value",
+    "flush_floor",
+    "flush_tiny",
+    "has_tiny",
     "no_autocast",
     "ortho_det",
     "procrustes",
@@ -66,6 +69,39 @@ def check_finite(X: torch.Tensor, what: str) -> None:
 def safe_inverse(x: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """Lorentzian regularized reciprocal ``x / (x² + eps)``; 0 at 0, bounded by ``1/(2√eps)``."""
     return x / (x * x + eps)
+
+
+def flush_floor(dtype: torch.dtype) -> float:
+    """``tiny^(1/3)`` of ``dtype`` (2⁻⁴² ≈ 2.3e-13 for float32 and bfloat16, 2⁻³⁴⁰ for float64): the
+    magnitude below which :func:`flush_tiny` and the τ mask give exactly 0.
+
+    Why the cube root: arithmetic on subnormal floats (below ``tiny`` = 2⁻¹²⁶ ≈ 1.18e-38) is
+    10–100× slower on x86. A step multiplies up to three small factors before it sums (the mask ×
+    the gradient of the masked cross-covariance × a coefficient, in the backward of τ's solve);
+    with every one of them either 0 or ≥ ``tiny^(1/3)``, no such product can be subnormal. The
+    dropped values are ≤ 2.3e-13 relative to the mask's diagonal (1) or to a unit singular vector,
+    far below float32's rounding (6e-8), so the results are unchanged at float32 precision.
+    """
+    return float(torch.finfo(dtype).tiny) ** (1.0 / 3.0)
+
+
+def flush_tiny(x: torch.Tensor) -> torch.Tensor:
+    """x with every entry of magnitude below :func:`flush_floor` of its dtype set to exactly 0.
+
+    Applied to singular vectors, the polar factor and its gradient: for a nearly block-diagonal X
+    (the τ mask of a spread spectrum) the singular vectors are localized, with entries decaying
+    far below float32's normal range, and so are the products made from them.
+    """
+    floor = flush_floor(x.dtype)
+    return x.masked_fill((x < floor) & (x > -floor), 0.0)  # no abs(): it would copy the subnormals
+
+
+def has_tiny(x: torch.Tensor) -> bool:
+    """Whether x holds a nonzero entry of magnitude below :func:`flush_floor` (what :func:`flush_tiny` changes)."""
+    if x.is_meta:  # no data: nothing to flush (shape-only runs)
+        return False
+    floor = flush_floor(x.dtype)
+    return bool(((x < floor) & (x > -floor) & (x != 0)).any())
 
 
 def no_autocast(device_type: str) -> contextlib.AbstractContextManager:
@@ -118,6 +154,8 @@ class _SafeSVD(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A: torch.Tensor, eps: float):  # type: ignore[override]
         U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+        if has_tiny(U) or has_tiny(Vh):  # localized singular vectors: no subnormals downstream
+            U, Vh = flush_tiny(U), flush_tiny(Vh)
         ctx.eps = eps
         ctx.save_for_backward(U, S, Vh)
         return U, S, Vh
@@ -199,12 +237,41 @@ def ortho_det(X: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _flip_signs(U: torch.Tensor, Vh: torch.Tensor, special: bool) -> torch.Tensor:
-    """(..., k) vector d: all ones, or ones with d_k = sign det(U Vh) when ``special``."""
+def _lu_sign(X: torch.Tensor) -> torch.Tensor:
+    """sign det(X) (...,) from one LU (``slogdet``), on one CPU thread like :func:`det_value`."""
+    X = X.detach()
+    if X.device.type != "cpu" or torch.get_num_threads() == 1:
+        return torch.linalg.slogdet(X).sign
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.slogdet(X).sign
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _flip_signs(X: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor, special: bool) -> torch.Tensor:
+    """(..., k) vector d: all ones, or ones with d_k = sign det(U Vh) when ``special``.
+
+    sign det(U Vh) = sign det(X) when X = U S Vh is square and nonsingular, so one LU of X gives
+    it without forming U Vh (one batched GEMM less). Where X is too close to singular for the LU's
+    sign to be trusted (``s_min ≤ 8·K·ε·s_max``, rounding could flip it) the sign comes from
+    det(U Vh) as before, for those matrices only.
+    """
     d = torch.ones(U.shape[:-2] + (Vh.shape[-2],), dtype=U.dtype, device=U.device)
     if special:
-        d[..., -1] = torch.where(det_value(U @ Vh) < 0, -1.0, 1.0).to(U.dtype)
+        sign = _lu_sign(X)
+        k = S.shape[-1]
+        unsure = S[..., -1] <= 8 * k * torch.finfo(S.dtype).eps * S[..., 0]
+        if not X.is_meta and bool(unsure.any()):  # meta tensors hold no data to decide on
+            sign = sign.clone()
+            sign[unsure] = det_value(U[unsure] @ Vh[unsure]).sign()
+        d[..., -1] = torch.where(sign < 0, -1.0, 1.0).to(U.dtype)
     return d
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 class _Polar(torch.autograd.Function):
@@ -213,8 +280,14 @@ class _Polar(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X: torch.Tensor, special: bool, eps: float):  # type: ignore[override]
         U, S, Vh = torch.linalg.svd(X, full_matrices=False)
-        d = _flip_signs(U, Vh, special)
-        R = (U * d.unsqueeze(-2)) @ Vh
+        # localized singular vectors (a nearly block-diagonal X) decay below float32's normal range,
+        # and so do the products made of them: flushed, here and in the backward, when present
+        tiny = has_tiny(U) or has_tiny(Vh)
+        flush = flush_tiny if tiny else _identity
+        U, Vh = flush(U), flush(Vh)
+        d = _flip_signs(X, U, S, Vh, special)
+        R = flush((U * d.unsqueeze(-2)) @ Vh)
+        ctx.flush = flush
         ctx.eps = eps
         ctx.save_for_backward(U, S, Vh, d)
         return R
@@ -230,11 +303,12 @@ class _Polar(torch.autograd.Function):
         H = d.unsqueeze(-1) * (UtgR @ V)  # D Uᵀ gR V
         sigma = d * S
         W = safe_inverse(sigma.unsqueeze(-1) + sigma.unsqueeze(-2), eps)
-        gG = d.unsqueeze(-1) * (W * (H - H.mT))
-        gX = U @ gG @ Vh
+        flush = ctx.flush
+        gG = flush(d.unsqueeze(-1) * (W * (H - H.mT)))
+        gX = flush(U @ gG) @ Vh
         if m > k:  # (I - UUᵀ) gR V S⁻¹ Vᵀ
             gX = gX + ((gR - U @ UtgR) @ (V * safe_inverse(S, eps).unsqueeze(-2))) @ Vh
-        return gX, None, None
+        return flush(gX), None, None
 
 
 def _procrustes_svd(X: torch.Tensor, special: bool, eps: float, plain: bool) -> torch.Tensor:

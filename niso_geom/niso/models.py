@@ -94,9 +94,9 @@ from torch import nn
 
 __all__ = [
     "PADDING_MODES",
+    "PRESETS",
     "SPHERE_GRIDS",
     "AutoencoderConfig",
-    "PRESETS",
     "DomainConv2d",
     "DomainPad",
     "Downsample",

@@ -1,4 +1,4 @@
-"""The learned operator (Φ, Λ, M) of Neural Isometries (``niso-reference.md`` §1.1-1.2, §1.7).
+"""The learned operator (Φ, Λ, M) of Neural Isometries (``docs/algorithm.md`` §1.1-1.2, §1.7).
 
 Raw parameters and their transforms, as the official ``operator_iso``:
 
@@ -24,16 +24,16 @@ from torch import nn
 from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod, procrustes
 
 __all__ = [
-    "OperatorState",
     "LearnedOperator",
+    "OperatorState",
+    "dense_operator",
     "m_orthonormalize",
+    "orthonormality_error",
     "project",
     "project_moment",
-    "unproject",
-    "dense_operator",
-    "orthonormality_error",
     "sample_truncation",
     "spectral_dropout",
+    "unproject",
 ]
 
 MASS_EPS = 1e-8

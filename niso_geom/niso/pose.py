@@ -35,20 +35,20 @@ from niso_geom.harmonics.wigner import AXES_TO_E3NN
 from niso_geom.niso.linalg import procrustes
 
 __all__ = [
+    "PoseHead",
     "RotationRep",
     "SkipMLP",
-    "PoseHead",
-    "special_orthogonalize",
-    "gram_schmidt_6d",
-    "lift_rotation",
+    "chordal_loss",
     "geodesic_angle",
     "geodesic_deg",
-    "orientation_loss",
-    "chordal_loss",
-    "rotation_from_wigner",
-    "rotation_from_coefficients",
-    "haar_median_deg",
+    "gram_schmidt_6d",
     "haar_mean_deg",
+    "haar_median_deg",
+    "lift_rotation",
+    "orientation_loss",
+    "rotation_from_coefficients",
+    "rotation_from_wigner",
+    "special_orthogonalize",
 ]
 
 RotationRep = Literal["9d", "6d"]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from niso_geom.data.signals import SpherePairs
 from niso_geom.experiments.spectra.config import SpectraConfig
 from niso_geom.experiments.spectra.problem import Problem
 from niso_geom.niso.extras import decorrelation_term, jittered_mask_evals, rotate_clusters
@@ -31,9 +32,17 @@ def _dropping(cfg: SpectraConfig, step: int) -> bool:
     return cfg.dropout and step >= cfg.extras.dropout_warmup and cfg.k > 1
 
 
+def _draws_in_torch(sampler: Any) -> bool:
+    """Whether training batches come from ``sampler.sample_torch`` (random fields; digits on the
+    sphere are resampled by NumPy)."""
+    return hasattr(sampler, "sample_torch") and not (isinstance(sampler, SpherePairs) and sampler.images is not None)
+
+
 class SpectraBatches:
     """The batch of update ``step``: ``(x, Tx, keep, jitter)`` — signals and their transformed copies
-    (B, N, C) from the seed stream ``[seed, step]`` (so resuming needs only the step), the spectral
+    (B, N, C) drawn in torch (the sampler's ``sample_torch``, a few percent of a step) from a generator
+    seeded by (seed, step), or by NumPy from the seed stream ``[seed, step]`` for samplers without it
+    (so resuming needs only the step), the spectral
     dropout's truncation (B,) (``keep = K`` when dropout is off or not started) and the mask jitter
     (B, K) (zeros when off). ``step`` advances by one per call; ``state_dict`` saves it."""
 
@@ -44,7 +53,13 @@ class SpectraBatches:
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg, step = self.cfg, self.step
         self.step += 1
-        x, tx, _ = self.problem.sampler.sample(cfg.batch, np.random.default_rng([cfg.seed, step]))
+        sampler = self.problem.sampler
+        if _draws_in_torch(sampler):
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_037 + step + 13)
+            x, tx, _ = sampler.sample_torch(cfg.batch, gen)
+        else:
+            x, tx, _ = sampler.sample(cfg.batch, np.random.default_rng([cfg.seed, step]))
+            x, tx = torch.from_numpy(x).float(), torch.from_numpy(tx).float()
         keep = torch.full((cfg.batch,), cfg.k, dtype=torch.long)
         if _dropping(cfg, step):
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -54,7 +69,7 @@ class SpectraBatches:
         if sigma > 0:
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step + 7)
             jitter = sigma * torch.randn(cfg.batch, cfg.k, generator=gen)
-        return torch.from_numpy(x).float(), torch.from_numpy(tx).float(), keep, jitter
+        return x, tx, keep, jitter
 
     def state_dict(self) -> dict[str, int]:
         return {"step": self.step}
