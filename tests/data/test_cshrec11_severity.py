@@ -76,7 +76,7 @@ def test_loader_opens_the_build_of_its_mode_and_severity(two_severities):
 def test_cli_show_by_k_and_bad_severity(two_severities, tmp_path, capsys):
     root, a, _ = two_severities
     out = tmp_path / "by_k.png"
-    args = ["data", "show", "cshrec11", "--res", "8x16", "--transforms", "2", "--seed", "1", "--cache-dir", str(root)]
+    args = ["data", "show", "cshrec11", "--res", "8", "--transforms", "2", "--seed", "1", "--cache-dir", str(root)]
     assert main([*args, "--count", "2", "--by-k", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert out.stat().st_size > 3000 and "most expanded first" in text

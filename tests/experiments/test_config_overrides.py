@@ -41,9 +41,10 @@ def test_strings_are_parsed_by_the_type_hint(key, text, expected):
 
 
 @pytest.mark.parametrize(("key", "text", "match"), [
-    ("steps", "1.5", "steps: expected int"), ("lr", "fast", "lr: expected float"),
-    ("amp", "maybe", "amp: expected a boolean"), ("limit", "many", "limit: expected int"),
-    ("pair", "1,2,3", "pair: expected 2 comma-separated values"), ("mode", "slow", "mode: expected one of"),
+    ("steps", "1.5", "steps='1.5': expected an integer"), ("lr", "fast", "lr='fast': expected a number"),
+    ("amp", "maybe", r"amp='maybe': expected a boolean \(true/false\)"),
+    ("limit", "many", "limit='many': expected an integer or None"),
+    ("pair", "1,2,3", "pair='1,2,3': expected comma-separated"), ("mode", "slow", "mode='slow': expected one of"),
 ])
 def test_bad_values_name_the_field(key, text, match):
     with pytest.raises(ValueError, match=match):

@@ -54,12 +54,13 @@ def operator_param_groups(op: LearnedOperator, cfg: SpectraConfig) -> list[dict[
     return [{"params": rest}, {"params": [op.evals_raw], **cfg.extras.eigenvalue_group()}]
 
 
-def settings(cfg: SpectraConfig, *, progress: bool = True) -> TrainSettings:
-    """The trainer's settings of a spectra run (a metrics record every step)."""
+def settings(cfg: SpectraConfig, *, progress: bool = True, compile: bool = False) -> TrainSettings:
+    """The trainer's settings of a spectra run (a metrics record every step; ``compile``: the step
+    through ``torch.compile``, which changes no result but the floating-point path)."""
     return TrainSettings(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, end_lr=cfg.lr_end,
                          decay_steps=cfg.steps - cfg.extras.refine_steps, hold=cfg.extras.hold_steps,
                          device=cfg.device, checkpoint_every=cfg.checkpoint_every, keep_checkpoints=2,
-                         log_every=1, progress=progress, desc=f"spectra/{cfg.domain}")
+                         log_every=1, progress=progress, desc=f"spectra/{cfg.domain}", compile=compile)
 
 
 def build_training(cfg: SpectraConfig, problem: Problem, *, method: ProcrustesMethod = "polar"
@@ -89,7 +90,8 @@ def _check_config(out: Path, cfg: SpectraConfig, resume: bool) -> None:
 
 
 def train(cfg: SpectraConfig, out: Path, *, data_root: str | None = None, resume: bool = True,
-          progress: bool = True, max_steps: int | None = None, threads: int | None = 1) -> dict[str, Any]:
+          progress: bool = True, max_steps: int | None = None, threads: int | None = 1,
+          compile: bool = False) -> dict[str, Any]:
     """Train (resuming from out/checkpoints if present), then evaluate and write the report.
 
     ``max_steps`` stops early (an interrupted run) without evaluating. ``threads`` sets torch's
@@ -103,7 +105,7 @@ def train(cfg: SpectraConfig, out: Path, *, data_root: str | None = None, resume
         write_json(out / "config.json", cfg.to_dict())
         problem = build_problem(cfg, data_root)
         op, batches, objective, hooks, groups = build_training(cfg, problem)
-        result = fit(op, batches, settings(cfg, progress=progress), loss_fn=objective, param_groups=groups,
+        result = fit(op, batches, settings(cfg, progress=progress, compile=compile), loss_fn=objective, param_groups=groups,
                      hooks=hooks, out_dir=out, resume=resume, config=cfg.identity(), stop_at=max_steps)
         if result.steps < cfg.steps:
             return {"stopped_at": result.steps, "wall_seconds": result.wall_seconds}
