@@ -29,6 +29,7 @@ __all__ = [
     "append_jsonl",
     "atomic_write",
     "read_jsonl",
+    "same_file",
     "to_jsonable",
     "truncate_jsonl",
     "write_bytes",
@@ -62,6 +63,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, fsync: bool = True
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file: equal once resolved (symlinks, ``..``), or the same
+    inode (hard links); False when either cannot be checked."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -47,3 +47,16 @@ def test_jsonl_round_trip_skips_a_torn_line_and_truncates(tmp_path):
 def test_atomic_write_refuses_append_mode(tmp_path):
     with pytest.raises(ValueError, match="mode"), runio.atomic_write(tmp_path / "x", "a"):
         pass
+
+
+def test_same_file_sees_symlinks_relative_spellings_and_hard_links(tmp_path, monkeypatch):
+    a = tmp_path / "a.ply"
+    a.write_text("x")
+    (tmp_path / "link.ply").symlink_to(a)
+    import os
+
+    os.link(a, tmp_path / "hard.ply")
+    monkeypatch.chdir(tmp_path)
+    assert runio.same_file(a, "link.ply") and runio.same_file("./sub/../a.ply", a)
+    assert runio.same_file(a, tmp_path / "hard.ply")
+    assert not runio.same_file(a, tmp_path / "other.ply")

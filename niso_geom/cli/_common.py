@@ -13,7 +13,7 @@ import numpy as np
 
 from niso_geom.domains.sphere import GRID_NAMES, grid_from_rows
 from niso_geom.errors import UsageError
-from niso_geom.runio import write_json  # noqa: F401  (re-exported for the commands)
+from niso_geom.runio import same_file, write_json  # noqa: F401  (write_json: re-exported for the commands)
 from niso_geom.threads import set_threads
 
 C = TypeVar("C")
@@ -225,13 +225,7 @@ def check_output_file(path: Path, *, flag: str = "--out", inputs: tuple[Path, ..
     target = path.resolve()
     for src in inputs:
         src = Path(src)
-        same = src.resolve() == target
-        if not same and path.exists() and src.exists():
-            try:
-                same = os.path.samefile(src, path)
-            except OSError:
-                same = False
-        if same:
+        if same_file(src, path):
             raise UsageError(f"{flag} {path}: is the input file {src}; refusing to overwrite it")
     _check_writable_folder(target.parent, flag, path)
     if path.exists() and not os.access(path, os.W_OK):

@@ -48,7 +48,7 @@ from niso_geom.errors import MeshError
 from niso_geom.geometry.mesh_io import read_mesh, weld_vertices
 from niso_geom.geometry.mobius import _hermitian_power, mobius_apply, mobius_center, mobius_polar
 from niso_geom.geometry.validate import check_arrays
-from niso_geom.runio import atomic_write
+from niso_geom.runio import atomic_write, same_file
 
 __all__ = [
     "SphereMapReport",
@@ -1023,13 +1023,7 @@ def check_output_path(out_path: Path, input_path: Path) -> None:
     out_path, input_path = Path(out_path), Path(input_path)
     if out_path.is_dir():
         raise MeshError(f"{out_path}: is a folder; give the output .ply file name")
-    same = out_path.resolve() == input_path.resolve()
-    if not same and out_path.exists():
-        try:
-            same = os.path.samefile(out_path, input_path)
-        except OSError:
-            same = False
-    if same:
+    if same_file(out_path, input_path):
         raise MeshError(f"{out_path}: is the input mesh {input_path}; refusing to overwrite the input")
     folder = out_path.resolve().parent
     while not folder.exists():
