@@ -36,6 +36,7 @@ from niso_geom.train.loop import (
     config_digest,
     fit,
     pretrain,
+    verify_resume,
 )
 from niso_geom.train.metrics import MetricsLog
 from niso_geom.train.schedule import (
@@ -75,5 +76,6 @@ __all__ = [
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
+    "verify_resume",
     "warmup_cosine",
 ]

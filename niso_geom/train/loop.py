@@ -39,9 +39,12 @@ from niso_geom.errors import RunDirError
 from niso_geom.runio import read_jsonl
 from niso_geom.train import distributed
 from niso_geom.train.checkpoints import (
+    CorruptCheckpointError,
     checkpoint_name,
+    list_checkpoints,
     load_latest_intact,
     prune_checkpoints,
+    read_checkpoint,
     save_checkpoint,
 )
 from niso_geom.train.device import resolve_amp_dtype, resolve_device
@@ -50,7 +53,8 @@ from niso_geom.train.schedule import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchSource", "FitResult", "Hook", "LossFn", "TrainSettings", "config_digest", "fit", "pretrain"]
+__all__ = ["BatchSource", "FitResult", "Hook", "LossFn", "TrainSettings", "config_digest", "fit", "pretrain",
+           "verify_resume"]
 
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], Mapping[str, torch.Tensor]]
 
@@ -184,6 +188,19 @@ def _check_resumable(loaded_extra: Mapping[str, Any], digest: str | None, path: 
     if saved != digest:
         raise RunDirError(f"{path} was trained with another configuration (digest {saved}, this run {digest}); "
                           "use a new --out or --no-resume")
+
+
+def verify_resume(out_dir: str | os.PathLike, config: Mapping[str, Any]) -> None:
+    """Before writing anything into a run folder: refuse (:class:`~niso_geom.errors.RunDirError`)
+    when its newest intact checkpoint was trained with another ``config`` or does not record one.
+    A folder without checkpoints passes."""
+    for path in reversed(list_checkpoints(Path(out_dir) / "checkpoints")):
+        try:
+            payload = read_checkpoint(path)
+        except CorruptCheckpointError:
+            continue
+        _check_resumable(payload.get("extra", {}), config_digest(config), path)
+        return
 
 
 def fit(model: nn.Module, source: BatchSource, settings: TrainSettings, *, loss_fn: LossFn | None = None,

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from niso_geom.cli import main
+from niso_geom.errors import RunDirError
 from niso_geom.experiments.spectra import SpectraConfig, build_problem, preset, signal_moment, train
 from niso_geom.niso.cluster_pca import rotate_clusters_to_principal_axes
 from niso_geom.train import read_checkpoint
@@ -277,3 +278,13 @@ def test_no_extras_is_the_papers_method_and_the_help_names_each_presets_extras(t
     text = " ".join(capsys.readouterr().out.split())
     assert "cpu — extras torus: decorrelation=10.0, moment_pairs=512, cluster_pca_every=500" in text
     assert "mesh: none" in text and "--no-extras" in text
+
+
+def test_a_run_folder_without_its_config_json_refuses_another_seed_and_keeps_its_files(tmp_path):
+    cfg = preset("tiny", "torus", steps=4, checkpoint_every=2)
+    train(cfg, tmp_path, progress=False, max_steps=2)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(RunDirError, match="another configuration"):
+        train(preset("tiny", "torus", steps=4, checkpoint_every=2, seed=5), tmp_path, progress=False)
+    assert not (tmp_path / "config.json").exists()  # nothing written that would contradict the checkpoints
+    assert "purity_mean" in train(cfg, tmp_path, progress=False)  # the right config still resumes

@@ -35,6 +35,7 @@ from niso_geom.train import (
     latest_checkpoint,
     load_checkpoint,
     resolve_device,
+    verify_resume,
 )
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ def train(cfg: SpectraConfig, out: Path, *, data_root: str | None = None, resume
     out = Path(out)
     with limit_threads(threads):
         _check_config(out, cfg, resume)
+        if resume:  # config.json may be missing or edited: the checkpoints say what they were trained with
+            verify_resume(out, cfg.identity())
         write_json(out / "config.json", cfg.to_dict())
         problem = build_problem(cfg, data_root)
         op, batches, objective, hooks, groups = build_training(cfg, problem)
