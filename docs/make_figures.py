@@ -63,7 +63,7 @@ def _aligned(numeric, reference, mass: np.ndarray) -> np.ndarray:
 
 def _pairs(domain, numeric, reference, n: int, title: str, labels=("numeric", "analytic")):
     """Two rows of n eigenfunctions: numeric (aligned to the reference's eigenspaces) above, reference below."""
-    plt = plotting._plt()
+    plt = plotting.pyplot()
     proj = plotting.axis_projection(domain)
     rows = [(_aligned(numeric, reference, domain.mass), numeric.evals), (reference.evecs, reference.evals)]
     fig = plt.figure(figsize=(1.9 * n, 4.2))
@@ -96,7 +96,7 @@ def eigenfunction_figures() -> None:
 
 
 def conformal_figures(data_root) -> None:
-    plt = plotting._plt()
+    plt = plotting.pyplot()
     spot = TriMesh.load(mesh_path("spot", data_root))
     S, report = spherical_conformal_map(spot.vertices, spot.faces, name="spot")
     hks = heat_kernel_signature(spot.eigenbasis(128), hks_times(), normalize="area")
@@ -128,7 +128,7 @@ def conformal_figures(data_root) -> None:
 
 
 def homnist_figure(data_root, cache_dir: Path) -> None:
-    plt = plotting._plt()
+    plt = plotting.pyplot()
     ds = build_homnist(cache_dir, seed=0, subset=4, progress=False, data_root=data_root, threads=1)
     warps = 7
     fig, axes = plt.subplots(4, warps, figsize=(1.3 * warps, 1.3 * 4 + 0.4))

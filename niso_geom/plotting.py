@@ -37,8 +37,9 @@ def require_plot_extra(what: str) -> None:
         raise PlotExtraMissing(f"{what} writes figures and needs matplotlib: {PLOT_EXTRA_HINT}")
 
 
-def _plt():
-    # matplotlib is optional (the plot extra): imported here, not at module top
+def pyplot():
+    """``matplotlib.pyplot`` with the non-interactive Agg backend (the ``plot`` extra; a one-line
+    error naming it when matplotlib is missing). matplotlib is optional, so it is imported here."""
     require_plot_extra("plotting")
     import matplotlib
 
@@ -63,7 +64,7 @@ def plot_field(domain, f: np.ndarray, ax=None, *, title: str | None = None, cmap
     Mollweide projection (``healpy.projview``). Meshes: the triangle surface, each face coloured by
     the mean of its vertices' values. Other point sets on the sphere: a longitude–latitude scatter.
     """
-    plt = _plt()
+    plt = pyplot()
     f = np.asarray(f, dtype=np.float64)
     vmax = float(np.abs(f).max()) if symmetric else None
     kw = {"cmap": cmap, "vmin": -vmax if symmetric else None, "vmax": vmax}
@@ -132,7 +133,7 @@ def axis_projection(domain) -> str | None:
 def plot_eigenfunctions(domain, evecs: np.ndarray, evals: np.ndarray | None = None, *, n: int = 12,
                         ncols: int = 6, title: str | None = None) -> Any:
     """A grid of the first n eigenfunctions (columns of evecs (N, K))."""
-    plt = _plt()
+    plt = pyplot()
     n = min(n, evecs.shape[1])
     nrows = int(np.ceil(n / ncols))
     fig = plt.figure(figsize=(2.0 * ncols, 2.0 * nrows + (0.4 if title else 0)))
@@ -149,7 +150,7 @@ def plot_eigenfunctions(domain, evecs: np.ndarray, evals: np.ndarray | None = No
 def plot_spectrum(evals: np.ndarray, reference: np.ndarray | None = None, *, labels=("numeric", "analytic"),
                   ax=None, title: str | None = None) -> Any:
     """Eigenvalues against their index, optionally beside a reference spectrum."""
-    plt = _plt()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.5))
     fig = ax.figure
@@ -171,7 +172,7 @@ def save(fig, path) -> None:
     import tempfile
     from pathlib import Path
 
-    plt = _plt()
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)

@@ -88,7 +88,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 @lru_cache(maxsize=64)
-def _sha256(path: Path, size: int, mtime: float) -> str:
+def sha256_file(path: Path, size: int, mtime: float) -> str:
     """:func:`file_sha256`, remembered while the file's size and mtime stay the same."""
     return file_sha256(path)
 
@@ -111,7 +111,7 @@ def data_file(relpath: str, root: str | os.PathLike | None = None, *, verify: bo
         if key not in table:
             raise DataError(f"{relpath} is not listed in {sums}")
         st = path.stat()
-        got = _sha256(path, st.st_size, st.st_mtime)
+        got = sha256_file(path, st.st_size, st.st_mtime)
         if got != table[key]:
             raise DataError(
                 f"checksum mismatch for {path}: sha256 {got}, expected {table[key]} (from {sums});"

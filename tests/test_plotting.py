@@ -24,7 +24,7 @@ def test_healpix_map_is_drawn_in_mollweide_north_up_east_right():
             assert img[int(0.9 * h), w // 2] > 0.8 and img[int(0.1 * h), w // 2] < -0.8
         else:  # longitude 90° (y > 0) on the right half: geographic, not astronomical, orientation
             assert img[h // 2, int(0.75 * w)] > 0.9 and img[h // 2, int(0.25 * w)] < -0.9
-        plotting._plt().close(fig)
+        plotting.pyplot().close(fig)
 
 
 def test_mesh_faces_are_coloured_by_their_vertex_mean():
@@ -34,7 +34,7 @@ def test_mesh_faces_are_coloured_by_their_vertex_mean():
     surf = fig.axes[0].collections[0]
     assert len(surf.get_array()) == len(m.faces)
     assert np.allclose(surf.get_array(), f[m.faces].mean(axis=1))
-    plotting._plt().close(fig)
+    plotting.pyplot().close(fig)
 
 
 def test_eigenfunction_grid_picks_the_axis_each_domain_needs():

@@ -123,11 +123,11 @@ def _check_severity(args: argparse.Namespace) -> None:
 
 
 def _folder(args: argparse.Namespace) -> Path:
-    from niso_geom.data.cshrec11 import _resolve_source, dataset_folder
+    from niso_geom.data.cshrec11 import resolve_source, dataset_folder
 
     _at_least(args, 0, "transforms")
     res = _grid_shape(args.res)
-    _, sha = _resolve_source(args.source, args.data_root)
+    _, sha = resolve_source(args.source, args.data_root)
     return dataset_folder(args.cache_dir, res, args.transforms, args.seed, sha, args.mobius, args.severity)
 
 

@@ -136,14 +136,14 @@ def _natural(name: str) -> tuple[int, str]:
     return (int(digits) if digits else -1, name)
 
 
-def _resolve_source(source: str | os.PathLike | None, data_root: str | os.PathLike | None) -> tuple[Path, str]:
+def resolve_source(source: str | os.PathLike | None, data_root: str | os.PathLike | None) -> tuple[Path, str]:
     """(tarball path, sha256). The default is verified against the data root's SHA256SUMS."""
     if source is None:
-        from niso_geom.shared_data import _sha256, data_file
+        from niso_geom.shared_data import sha256_file, data_file
 
         path = data_file(SOURCE_FILE, data_root)
         st = path.stat()
-        return path, _sha256(path, st.st_size, st.st_mtime)
+        return path, sha256_file(path, st.st_size, st.st_mtime)
     path = Path(source)
     if not path.is_file():
         raise DataError(f"SHREC'11 source {path} not found (expected shrec_16.tar.gz)")
@@ -477,7 +477,7 @@ def build_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int
     if H < 3 or W < 3 or transforms < 0 or jobs < 1:
         raise ValueError(f"need res ≥ 3x3, transforms ≥ 0 and jobs ≥ 1, got {res}, {transforms}, {jobs}")
     params = recipe_params((H, W), transforms, seed, mobius, severity)
-    tarball, source_sha = _resolve_source(source, data_root)
+    tarball, source_sha = resolve_source(source, data_root)
     entries, excluded = list_source(tarball)
     _, chosen = _select(entries, classes, _max_per_class)
     folder = dataset_folder(cache_dir, (H, W), transforms, seed, source_sha, mobius, severity)
@@ -783,7 +783,7 @@ def load_cshrec11(cache_dir: str | os.PathLike | None = None, *, res: tuple[int,
     """
     H, W = (int(r) for r in res)
     params = recipe_params((H, W), transforms, seed, mobius, severity)
-    tarball, source_sha = _resolve_source(source, data_root)
+    tarball, source_sha = resolve_source(source, data_root)
     entries, _ = list_source(tarball)
     class_names, chosen = _select(entries, classes, _max_per_class)
     folder = dataset_folder(cache_dir, (H, W), transforms, seed, source_sha, mobius, severity)
@@ -876,9 +876,9 @@ def plot_views(folder: str | os.PathLike, names: Sequence[str], *, channel: int 
 
     Raw (unnormalized) values, one colour scale per row. Returns the Figure.
     """
-    from niso_geom.plotting import _plt
+    from niso_geom.plotting import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     folder = Path(folder)
     manifest = read_manifest(folder)
     times = manifest["params"]["hks_times"]

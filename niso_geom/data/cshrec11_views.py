@@ -65,9 +65,9 @@ def _image_row(fig, axes, imgs: Sequence[np.ndarray], titles: Sequence[str]) -> 
 def plot_views_by_k(folder: str | os.PathLike, names: Sequence[str], *, channel: int = 8, n_views: int = 4):
     """One row per mesh: view 0, then ``n_views`` Möbius views at evenly spaced ranks of ``k``
     (the mildest first, the most expanded last), each titled with its ``k``. Returns the Figure."""
-    from niso_geom.plotting import _plt  # matplotlib only when a figure is asked for
+    from niso_geom.plotting import pyplot  # matplotlib only when a figure is asked for
 
-    plt = _plt()
+    plt = pyplot()
     folder = Path(folder)
     times = read_manifest(folder)["params"]["hks_times"]
     if not 0 <= channel < len(times):
@@ -112,9 +112,9 @@ def plot_severities(V: np.ndarray, F: np.ndarray, severities: Sequence[float], *
                         (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):
     """A figure of one mesh at several ``paper`` severities: one row per direction of ``c``,
     columns the map and ``|c|`` from mild to severe, titled with ``|c|`` and ``k``. Returns the Figure."""
-    from niso_geom.plotting import _plt  # matplotlib only when a figure is asked for
+    from niso_geom.plotting import pyplot  # matplotlib only when a figure is asked for
 
-    plt = _plt()
+    plt = pyplot()
     cols = 1 + len(severities)
     fig, axes = plt.subplots(len(directions), cols, figsize=(2.4 * cols + 0.6, 1.45 * len(directions) + 0.6),
                              squeeze=False, layout="constrained")

@@ -46,7 +46,7 @@ import scipy.sparse.linalg as sla
 
 from niso_geom.errors import MeshError
 from niso_geom.geometry.mesh_io import read_mesh, weld_vertices
-from niso_geom.geometry.mobius import _hermitian_power, mobius_apply, mobius_center, mobius_polar
+from niso_geom.geometry.mobius import hermitian_power, mobius_apply, mobius_center, mobius_polar
 from niso_geom.geometry.validate import check_arrays
 from niso_geom.runio import atomic_write, same_file
 
@@ -878,11 +878,11 @@ def _centre_within_validity(S: np.ndarray, w: np.ndarray, ok) -> np.ndarray:
     lo, hi = 0.0, 1.0
     for _ in range(30):
         mid = 0.5 * (lo + hi)
-        if ok(mobius_apply(_hermitian_power(P, mid), S)):
+        if ok(mobius_apply(hermitian_power(P, mid), S)):
             lo = mid
         else:
             hi = mid
-    return mobius_apply(_hermitian_power(P, lo), S) if lo > 0 else S
+    return mobius_apply(hermitian_power(P, lo), S) if lo > 0 else S
 
 
 # ============================================================================ public entry

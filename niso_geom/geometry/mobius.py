@@ -338,7 +338,7 @@ def mobius_polar(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return U, P
 
 
-def _hermitian_power(P: np.ndarray, t: float) -> np.ndarray:
+def hermitian_power(P: np.ndarray, t: float) -> np.ndarray:
     w, Q = np.linalg.eigh(P)
     return normalize_sl2((Q * (w**t)[None, :]) @ np.conj(Q.T))
 

@@ -36,7 +36,7 @@ def test_two_severities_are_two_distinct_cached_datasets(two_severities):
     # the same parameters again reuse everything; another mode is yet another folder
     again = cs.build_cshrec11(root, **SMALL, severity=1.2)
     assert again == a and len(cs.read_manifest(a)["last_build"]["reused"]) == 2
-    boost = cs.dataset_folder(root, (8, 16), 2, 1, cs._resolve_source(None, None)[1], "boost", 0.2)
+    boost = cs.dataset_folder(root, (8, 16), 2, 1, cs.resolve_source(None, None)[1], "boost", 0.2)
     assert boost.name not in {a.name, b.name} and "boost0.2" in boost.name
     rot = cs.dataset_folder(root, (8, 16), 2, 1, "0" * 64, "rotation")
     assert "rotation0.0" in rot.name

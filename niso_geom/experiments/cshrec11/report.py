@@ -131,7 +131,7 @@ def write_markdown(path: Path, cfg: CShrec11Config, results: dict[str, Any], rec
 def plot_confusions(path: Path, records: Sequence[dict[str, Any]], methods: Sequence[str],
                     class_names: Sequence[str]) -> None:
     """One row-normalized confusion matrix per method (summed over seeds) in one PNG."""
-    plt = plotting._plt()
+    plt = plotting.pyplot()
     methods = [m for m in methods if any(r["method"] == m for r in records)]
     if not methods:
         return
@@ -160,7 +160,7 @@ def plot_confusions(path: Path, records: Sequence[dict[str, Any]], methods: Sequ
 
 def plot_mass_map(path: Path, mm: dict[str, np.ndarray], corr: float | None) -> None:
     """The learned mass on the latent grid beside sin θ, and their ring means (both scaled to mean 1)."""
-    plt = plotting._plt()
+    plt = plotting.pyplot()
     M, S, theta = mm["mass"], mm["sin_theta"], mm["theta"]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, img, title in ((axes[0], M, "learned mass M"), (axes[1], S, "sin θ (latent grid)")):

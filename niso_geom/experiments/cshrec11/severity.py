@@ -139,7 +139,7 @@ def equiv_by_k_rows(by_k: dict[str, Any]) -> list[list[str]]:
 
 def plot_accuracy_by_k(path: Path, by_k: dict[str, Any], label_of) -> None:
     """Test accuracy against the k bin, one line per method (error bars: s.e. over seeds)."""
-    plt = plotting._plt()
+    plt = plotting.pyplot()
     labels = by_k["bins"]
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(6.4, 3.8))

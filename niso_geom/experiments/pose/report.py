@@ -99,7 +99,7 @@ def make_figure(out: Path, methods: Sequence[str], seed: int) -> str | None:
     Returns the file name, or None when matplotlib is missing.
     """
     try:
-        plt = plotting._plt()
+        plt = plotting.pyplot()
     except ImportError as exc:  # pragma: no cover - matplotlib missing
         log.warning("figure skipped: %s", exc)
         return None

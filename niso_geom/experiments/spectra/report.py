@@ -80,7 +80,7 @@ def write_report(out: Path, op: LearnedOperator, problem: Problem, cfg: SpectraC
 
 
 def make_figures(out: Path, op: LearnedOperator, problem: Problem, cfg: SpectraConfig, report: dict[str, Any]) -> dict[str, str]:
-    plt = plotting._plt()
+    plt = plotting.pyplot()
     with torch.no_grad():
         state = op()
     phi, lam, mass = (a.double().numpy() for a in (state.phi, state.evals, state.mass))
