@@ -20,7 +20,6 @@ C = TypeVar("C")
 
 # One CLI language: every flag below is added by one function, so it has the same name, values,
 # default and help in every command (tests/test_cli_language.py checks it).
-GRID_ALIASES = GRID_NAMES
 HELP = {
     "domain": "the domain, positionally or as --domain",
     "size": "torus grid HxW, each side ≥ 3 (default 16x16)",

@@ -38,6 +38,7 @@ __all__ = [
     "make_config",
     "markdown_table",
     "pct",
+    "standard_error",
     "write_json",
 ]
 
@@ -223,7 +224,7 @@ def aggregate(records: Sequence[Mapping[str, Any]], methods: Sequence[str], num_
         if not rs:
             continue
         accs = np.array([r["accuracy"] for r in rs], dtype=np.float64)
-        se = float(accs.std(ddof=1) / math.sqrt(len(accs))) if len(accs) > 1 else None
+        se = standard_error(accs)
         out["methods"][m] = {
             "accuracy_mean": float(accs.mean()),
             "accuracy_se": se,
@@ -231,6 +232,12 @@ def aggregate(records: Sequence[Mapping[str, Any]], methods: Sequence[str], num_
             "wall_seconds": float(sum(r["wall_seconds"] for r in rs)),
         }
     return out
+
+
+def standard_error(values: Sequence[float] | np.ndarray) -> float | None:
+    """Standard error of the mean, ``std(ddof=1) / sqrt(n)``; None for fewer than two values."""
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
 
 
 def pct(mean: float | None, se: float | None) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from niso_geom.experiments.common import standard_error
 from niso_geom.harmonics.sphere import lmax_for, num_harmonics, real_sph_harm_angles, sh_eigenvalues
 from niso_geom.niso.autoencoder import NIsoAutoencoder
 from niso_geom.niso.isometry import iso_solve_coeffs
@@ -60,19 +61,14 @@ def equivariance_error(model: NIsoAutoencoder, table: ViewTable, ids: np.ndarray
     finally:
         model.train(was)
     e, i = torch.cat(errs)[:pairs].double().numpy(), torch.cat(ident)[:pairs].double().numpy()
-    out: dict[str, Any] = {"equiv_error": float(e.mean()), "equiv_error_se": _standard_error(e),
-                           "identity_error": float(i.mean()), "identity_error_se": _standard_error(i), "pairs": len(e)}
+    out: dict[str, Any] = {"equiv_error": float(e.mean()), "equiv_error_se": standard_error(e),
+                           "identity_error": float(i.mean()), "identity_error_se": standard_error(i), "pairs": len(e)}
     if transforms is not None:
         b = bin_of(np.concatenate(scales)[:pairs])
         out["equiv_error_by_k"] = {label: {"mean": float(e[b == j].mean()) if np.any(b == j) else None,
-                                           "se": _standard_error(e[b == j]) if np.any(b == j) else None,
+                                           "se": standard_error(e[b == j]) if np.any(b == j) else None,
                                            "pairs": int(np.sum(b == j))} for j, label in enumerate(bin_labels())}
     return out
-
-
-def _standard_error(a: np.ndarray) -> float | None:
-    """Standard error of the mean (None for fewer than 2 values)."""
-    return float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
 
 
 def mass_map(model: NIsoAutoencoder, cfg: CShrec11Config) -> dict[str, Any]:

@@ -11,7 +11,6 @@ view's Möbius map, :func:`~niso_geom.geometry.mobius.mobius_max_scale`).
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from niso_geom import plotting
+from niso_geom.experiments.common import standard_error
 from niso_geom.geometry.mobius import mobius_inverse, mobius_max_scale
 
 __all__ = ["K_EDGES", "accuracy_by_bin", "aggregate_by_k", "bin_labels", "bin_of", "by_k_rows", "equiv_by_k_rows",
@@ -79,7 +79,7 @@ def _mean_se(values: Sequence[float]) -> tuple[float | None, float | None]:
     a = np.asarray([v for v in values if v is not None], dtype=np.float64)
     if not len(a):
         return None, None
-    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
+    return float(a.mean()), standard_error(a)
 
 
 def aggregate_by_k(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any] | None:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from niso_geom.data.homnist import HomographyPairSampler, warp_images
-from niso_geom.experiments.common import Classifier, TensorBatches, finished_result
+from niso_geom.experiments.common import Classifier, TensorBatches, finished_result, standard_error
 from niso_geom.experiments.homnist.config import HomNISTConfig
 from niso_geom.experiments.homnist.data import (
     HomNISTData,
@@ -85,8 +84,7 @@ def digit_standard_error(per_digit: np.ndarray, per: int) -> float | None:
     """Standard error of an accuracy across test digits: the sample standard deviation of the
     digits' accuracies (``per_digit`` correct out of ``per`` each) over sqrt(digits); None for
     fewer than two digits."""
-    acc = np.asarray(per_digit, dtype=np.float64) / per
-    return float(acc.std(ddof=1) / math.sqrt(len(acc))) if len(acc) > 1 else None
+    return standard_error(np.asarray(per_digit, dtype=np.float64) / per)
 
 
 def run_method(cfg: HomNISTConfig, method: str, seed: int, out_dir: str | os.PathLike, data: HomNISTData, *,

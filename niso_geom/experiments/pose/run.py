@@ -7,7 +7,6 @@ is skipped and unfinished training continues from its last checkpoint.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
@@ -20,7 +19,7 @@ import torch
 
 from niso_geom.data.pose_pairs import PosePairs
 from niso_geom.domains.sphere import SphereGrid
-from niso_geom.experiments.common import finished_result
+from niso_geom.experiments.common import finished_result, standard_error
 from niso_geom.experiments.pose.config import PoseConfig, build_grid, validate
 from niso_geom.experiments.pose.data import PairBatches, build_pairs
 from niso_geom.experiments.pose.evaluation import (
@@ -108,7 +107,7 @@ def aggregate(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict
         for key in ("median_deg", "mean_deg"):
             v = np.array([r[key] for r in rs], dtype=np.float64)
             entry[f"{key}_mean"] = float(v.mean())
-            entry[f"{key}_se"] = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None
+            entry[f"{key}_se"] = standard_error(v)
         entry["seeds"] = [int(r["seed"]) for r in rs]
         entry["wall_seconds"] = float(sum(r["wall_seconds"] for r in rs))
         out["methods"][m] = entry
