@@ -11,7 +11,7 @@ from niso_geom.cli import build_parser, main
 from niso_geom.cli._common import build_domain
 
 SHARED = ("--device", "--threads", "--grid", "--res", "--size", "--seed", "--data-root", "--no-resume",
-          "--no-progress", "--set", "--out")
+          "--no-progress", "--set", "--out", "--first-seed")
 RUN_COMMANDS = (("spectra",), ("homnist", "run"), ("cshrec11", "run"), ("pose", "run"))
 
 
@@ -53,6 +53,25 @@ def test_every_run_command_has_device_threads_and_out(path):
     opts = _options(COMMANDS[path])
     assert opts["--device"].choices == ["auto", "cpu", "cuda"] and opts["--device"].default == "auto"
     assert opts["--threads"].default == 1 and opts["--out"].required
+    if path != ("spectra",):
+        assert opts["--seeds"].default == 1 and opts["--first-seed"].default == 0
+
+
+def test_disjoint_seed_ranges_share_one_run_folder_and_a_last_run_aggregates_them(tmp_path, capsys):
+    import json
+
+    out = str(tmp_path / "run")
+    common = ["pose", "run", "--preset", "tiny", "--methods", "raw_pair", "--out", out, "--no-progress"]
+    assert main([*common, "--seeds", "1", "--first-seed", "1"]) == 0   # a second process's share
+    first = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert first["methods"]["raw_pair"]["seeds"] == [1]
+    assert main([*common, "--seeds", "2"]) == 0                        # seed 0 runs, seed 1 is resumed
+    both = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert both["methods"]["raw_pair"]["seeds"] == [0, 1]
+    assert sorted(p.name for p in (tmp_path / "run" / "raw_pair").iterdir()) == ["seed0", "seed1"]
+    capsys.readouterr()
+    assert main([*common, "--first-seed", "-1"]) == 2
+    assert "--first-seed must be >= 0, got -1" in capsys.readouterr().err
 
 
 def test_the_domain_is_positional_or_a_flag_in_every_domain_command():

@@ -282,6 +282,22 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+def add_seeds_args(r: argparse.ArgumentParser, *, what: str = "") -> None:
+    """--seeds N and --first-seed K: the seeds K..K+N-1 (:func:`seed_range`). Disjoint seed ranges
+    can run as separate processes into one --out; a last run over all of them then only aggregates."""
+    r.add_argument("--seeds", type=int, default=1,
+                   help=f"number of seeds, FIRST..FIRST+N-1{what} (default 1)")
+    r.add_argument("--first-seed", type=int, default=0, metavar="FIRST",
+                   help="first seed (default 0); e.g. `--seeds 2 --first-seed 3` in a second process runs "
+                        "seeds 3 and 4 beside `--seeds 3` into the same --out, and a final `--seeds 5` "
+                        "resumes both and writes the five-seed table")
+
+
+def seed_range(args: argparse.Namespace) -> range:
+    """The seeds of --seeds/--first-seed (checked by :func:`experiment_config`)."""
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
 def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str) -> None:
     """The arguments every ``niso EXPERIMENT run`` shares, after --preset/--seeds/--methods:
     --out, --device, --threads, --set KEY=VALUE [KEY=VALUE ...] (repeatable), --no-resume, --no-progress."""
@@ -295,12 +311,14 @@ def add_experiment_run_args(r: argparse.ArgumentParser, *, set_example: str) -> 
 
 
 def experiment_config(args: argparse.Namespace, preset: Callable[..., C]) -> C:
-    """Check --out/--seeds/--threads, set torch's and NumPy's BLAS threads and return
+    """Check --out/--seeds/--first-seed/--threads, set torch's and NumPy's BLAS threads and return
     ``preset(--preset, **--set)``; every bad value is a :class:`UsageError` naming its flag."""
     if getattr(args, "out", None) is not None:
         check_output_folder(Path(args.out))
     if getattr(args, "seeds", 1) < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if getattr(args, "first_seed", 0) < 0:
+        raise UsageError(f"--first-seed must be >= 0, got {args.first_seed}")
     if args.threads is not None:
         if args.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {args.threads}")

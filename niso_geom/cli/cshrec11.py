@@ -9,8 +9,10 @@ from typing import Any
 from niso_geom.cli._common import (
     add_data_root,
     add_experiment_run_args,
+    add_seeds_args,
     experiment_config,
     format_table,
+    seed_range,
 )
 from niso_geom.experiments.cshrec11 import (
     METHOD_LABELS,
@@ -40,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
                    help="tiny (a minute, smoke test: 3 classes, 16x32) | cpu (25 classes, 48x96, one seed of "
                         "every method in about an hour on 2 cores; default) | paper (96x192, the paper's sizes, GPU)")
-    r.add_argument("--seeds", type=int, default=1, help="number of seeds 0..N-1, each with its own split (default 1)")
+    add_seeds_args(r, what=', seed k on split k')
     r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=list(METHODS.choices()),
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
                                           f"{METHODS.help_text()}")
@@ -60,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{METHOD_LABELS[rec['method']]} (seed {rec['seed']}): test {100 * rec['accuracy']:.2f} % "
                   f"over {rec['num_test_predictions']} views, {rec['wall_seconds']:.0f} s", flush=True)
 
-    results, _ = run(cfg, args.out, methods=args.methods, seeds=range(args.seeds), data_root=args.data_root,
+    results, _ = run(cfg, args.out, methods=args.methods, seeds=seed_range(args), data_root=args.data_root,
                      cache_dir=args.cache_dir, device=args.device, progress=not args.no_progress and ctx.is_main,
                      resume=not args.no_resume, on_record=announce)
     if ctx.is_main:

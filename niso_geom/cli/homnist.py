@@ -11,9 +11,11 @@ from niso_geom.cli._common import (
     HELP,
     add_data_root,
     add_experiment_run_args,
+    add_seeds_args,
     experiment_config,
     format_table,
     parse_overrides,
+    seed_range,
 )
 from niso_geom.experiments import homnist
 from niso_geom.experiments.homnist import (
@@ -44,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tiny (a minute, smoke test) | cpu (2 CPU cores, about an hour; default) | "
                         "cpu_official_head (cpu with the official classifier protocol) | "
                         "paper (the paper's sizes and protocol, for a GPU: --device cuda [--set amp=bf16])")
-    r.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
+    add_seeds_args(r)
     r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=list(METHODS.choices()),
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
                                           f"{METHODS.help_text()}")
@@ -88,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{METHOD_LABELS[rec['method']]} (seed {rec['seed']}): homNIST {100 * rec['accuracy']:.2f} %, "
               f"clean {100 * rec['clean_accuracy']:.2f} %, {rec['wall_seconds']:.0f} s", flush=True)
 
-    results, records = run(cfg, args.out, methods=args.methods, seeds=range(args.seeds), data_root=args.data_root,
+    results, records = run(cfg, args.out, methods=args.methods, seeds=seed_range(args), data_root=args.data_root,
                            device=args.device, progress=not args.no_progress, resume=not args.no_resume,
                            jobs=args.jobs, on_record=announce)
     print()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from niso_geom.cli._common import add_experiment_run_args, experiment_config, format_table
+from niso_geom.cli._common import (
+    add_experiment_run_args,
+    add_seeds_args,
+    experiment_config,
+    format_table,
+    seed_range,
+)
 from niso_geom.experiments.pose import (
     METHODS,
     PRESETS,
@@ -30,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "and predictions, results.json, results.md and errors.png to --out. An interrupted run "
                     "resumes: finished method/seeds are skipped and training continues from its last checkpoint.")
     r.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help=PRESET_HELP)
-    r.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default 1)")
+    add_seeds_args(r)
     r.add_argument("--methods", nargs="+", default=list(METHODS.defaults()), choices=METHODS.choices(),
                    metavar="METHOD", help=f"methods to run (default: {', '.join(METHODS.defaults())}). "
                                           f"{METHODS.help_text()}")
@@ -46,7 +52,7 @@ def announce(rec: dict[str, Any]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = experiment_config(args, preset)
-    results, _ = run(cfg, args.out, methods=args.methods, seeds=range(args.seeds), device=args.device,
+    results, _ = run(cfg, args.out, methods=args.methods, seeds=seed_range(args), device=args.device,
                      progress=not args.no_progress, resume=not args.no_resume, on_record=announce)
     print()
     print(format_table(summary_rows(results), SUMMARY_HEADERS))
