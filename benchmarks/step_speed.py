@@ -36,6 +36,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+import niso_geom.experiments.spectra.objective as objective_module
 import niso_geom.niso.extras as extras_module
 import niso_geom.niso.isometry as isometry_module
 import niso_geom.niso.losses as losses_module
@@ -133,17 +134,59 @@ def _peer_delta_mask(evals: torch.Tensor, width: float = 1.0) -> torch.Tensor:
     return torch.exp(-(evals.unsqueeze(-1) - evals.unsqueeze(-2)).abs() / width)
 
 
+def _peer_project(state, x):
+    """Φᵀ M x as before: one broadcast matmul (transposes x into a copy each way)."""
+    return state.phi.mT @ (state.mass.unsqueeze(-1) * x)
+
+
+def _peer_unproject(state, coeffs):
+    k = coeffs.shape[-2]
+    phi = state.phi if k == state.k else state.phi[:, :k]
+    return phi @ coeffs
+
+
+def _peer_objective(state, latents, targets=None, *, alpha=0.0, beta=0.5, topology="pair", decoder=None,
+                    keep=None, mask=True, mask_evals=None, mask_width=1.0, method="polar", eps=1e-12,
+                    compute_dtype=None):
+    """niso_objective of before, verbatim but for the names (per-view indexing out[n] of the stack)."""
+    targets = latents if targets is None else targets
+    coeffs = [_peer_project(state, z) for z in latents]
+    evals = (state.evals if mask_evals is None else mask_evals) if mask else None
+    edges = losses_module.solve_edges(coeffs, evals, topology, mask_width=mask_width, method=method, eps=eps,
+                                      compute_dtype=compute_dtype)
+    preds, recon_targets, equiv_terms = [], [], []
+    trains_equiv = torch.is_grad_enabled() and alpha != 0
+    for i, j, tau in edges:
+        to_j, to_i = tau @ coeffs[i], tau.mT @ coeffs[j]
+        with torch.set_grad_enabled(trains_equiv):
+            equiv_terms.append(losses_module.l1(coeffs[j], to_j) + losses_module.l1(coeffs[i], to_i))
+        preds += [to_i, to_j]
+        recon_targets += [targets[i], targets[j]]
+    pred = torch.stack(preds)
+    if keep is not None:
+        pred = losses_module.spectral_dropout(pred, keep=keep)
+    synth = _peer_unproject(state, pred)
+    out = synth if decoder is None else decoder(synth.flatten(0, 1)).unflatten(0, synth.shape[:2])
+    recon = sum(losses_module.l1(t, out[n]) for n, t in enumerate(recon_targets)) / len(edges)
+    equiv = sum(equiv_terms) / len(edges)
+    mult = losses_module.multiplicity_loss(state.evals)
+    loss = recon + alpha * equiv + beta * mult if alpha != 0 else recon + beta * mult
+    return losses_module.NIsoOutput({"loss": loss, "recon": recon, "equiv": equiv, "mult": mult}, coeffs, edges)
+
+
 @contextlib.contextmanager
 def peer_mask() -> Iterator[None]:
-    """The unflushed mask of before in the τ solve, the multiplicity loss and the decorrelation."""
-    saved = [(m, m.delta_mask) for m in (isometry_module, losses_module, extras_module)]
-    for m, _ in saved:
-        m.delta_mask = _peer_delta_mask
+    """The step of before: the unflushed mask in the τ solve, the multiplicity loss and the
+    decorrelation; the objective with broadcast-matmul projection/synthesis and indexed views."""
+    saved = [(m, "delta_mask", m.delta_mask) for m in (isometry_module, losses_module, extras_module)]
+    saved += [(objective_module, "niso_objective", objective_module.niso_objective)]
+    for m, name, _ in saved:
+        setattr(m, name, _peer_delta_mask if name == "delta_mask" else _peer_objective)
     try:
         yield
     finally:
-        for m, f in saved:
-            m.delta_mask = f
+        for m, name, f in saved:
+            setattr(m, name, f)
 
 
 # ------------------------------------------------------------------------------------------------

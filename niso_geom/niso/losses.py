@@ -157,7 +157,8 @@ def niso_objective(state: OperatorState, latents: Sequence[torch.Tensor], target
         pred = spectral_dropout(pred, keep=keep)
     synth = unproject(state, pred)  # (2E, B, N, C)
     out = synth if decoder is None else decoder(synth.flatten(0, 1)).unflatten(0, synth.shape[:2])
-    recon = sum(l1(t, out[n]) for n, t in enumerate(recon_targets)) / len(edges)
+    # unbind, not out[n]: indexing's backward would zero-fill a full (2E, B, N, C) gradient per view
+    recon = sum(l1(t, o) for t, o in zip(recon_targets, out.unbind(0))) / len(edges)
     equiv = sum(equiv_terms) / len(edges)
     mult = multiplicity_loss(state.evals)
     loss = recon + alpha * equiv + beta * mult if alpha != 0 else recon + beta * mult

@@ -26,6 +26,7 @@ from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod, procrustes
 __all__ = [
     "LearnedOperator",
     "OperatorState",
+    "apply_left",
     "dense_operator",
     "m_orthonormalize",
     "orthonormality_error",
@@ -96,9 +97,25 @@ def orthonormality_error(state: OperatorState) -> torch.Tensor:
     return (gram - eye).abs().max()
 
 
+def apply_left(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``a @ x`` for one matrix a (P, Q) and a stack x (..., Q, C) -> (..., P, C).
+
+    Computed as a batched product with ``a`` broadcast (stride 0) over x's leading dimensions:
+    ``a @ x`` folds the batch into one GEMM by transposing x, a full copy of x each way
+    (forward and backward), which at the spectra sizes costs more than the product itself
+    (``docs/performance.md``). Equal to ``a @ x`` up to float rounding: the GEMM kernels differ
+    (the forward and x's gradient happened to be bit-identical at the spectra sizes, 64 and 256
+    rows by 267 columns); a's gradient is summed per batch entry, so it differs in the last bits.
+    """
+    if x.dim() <= 2:
+        return a @ x
+    xb = x.reshape(-1, *x.shape[-2:])
+    return torch.bmm(a.expand(xb.shape[0], *a.shape), xb).reshape(*x.shape[:-2], a.shape[0], x.shape[-1])
+
+
 def project(state: OperatorState, x: torch.Tensor) -> torch.Tensor:
     """Spectral coefficients ``Φᵀ M x``: x (..., N, C) -> (..., K, C)."""
-    return state.phi.mT @ (state.mass.unsqueeze(-1) * x)
+    return apply_left(state.phi.mT, state.mass.unsqueeze(-1) * x)
 
 
 def project_moment(state: OperatorState, moment: torch.Tensor) -> torch.Tensor:
@@ -111,7 +128,7 @@ def unproject(state: OperatorState, coeffs: torch.Tensor) -> torch.Tensor:
     """Synthesis ``Φ c``: coeffs (..., K, C) -> (..., N, C). ``K' < K`` rows use the lowest K'."""
     k = coeffs.shape[-2]
     phi = state.phi if k == state.k else state.phi[:, :k]
-    return phi @ coeffs
+    return apply_left(phi, coeffs)
 
 
 def dense_operator(state: OperatorState, kind: Literal["stiffness", "plain", "laplacian"] = "stiffness"

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from niso_geom.niso.operator import (
+    apply_left,
     LearnedOperator,
     OperatorState,
     dense_operator,
@@ -195,3 +196,17 @@ def test_compute_dtype_float64_for_float32_parameters() -> None:
     state = op()
     assert state.phi.dtype == torch.float32
     assert orthonormality_error(state.to(F64)) < 1e-5
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (3, 5, 7), (2, 3, 5, 7)])
+def test_apply_left_is_the_matmul(shape: tuple[int, ...]) -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 5, generator=gen, requires_grad=True)
+    x = torch.randn(*shape, generator=gen, requires_grad=True)
+    g = torch.randn(*shape[:-2], 4, shape[-1], generator=gen)
+    ref, ours = a @ x, apply_left(a, x)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref)
+    for mine, theirs in zip(torch.autograd.grad(ours, (a, x), g), torch.autograd.grad(ref, (a, x), g)):
+        torch.testing.assert_close(mine, theirs)
+    torch.testing.assert_close(apply_left(a.mT.contiguous().mT, x), ref)  # a strided a, as Φᵀ is
