@@ -22,6 +22,8 @@ refinement phase) are not part of this objective: they live in :mod:`niso_geom.n
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -115,7 +117,7 @@ def niso_objective(state: OperatorState, latents: Sequence[torch.Tensor], target
                    decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    keep: int | torch.Tensor | None = None, mask: bool = True, mask_evals: torch.Tensor | None = None,
                    mask_width: float = 1.0, method: ProcrustesMethod = "polar", eps: float = DEFAULT_EPS,
-                   compute_dtype: torch.dtype | None = None) -> NIsoOutput:
+                   compute_dtype: torch.dtype | None = None, recon_dtype: torch.dtype | None = None) -> NIsoOutput:
     """The NIso loss of a batch of pairs or triplets (module docstring).
 
     Parameters
@@ -132,6 +134,9 @@ def niso_objective(state: OperatorState, latents: Sequence[torch.Tensor], target
     mask : use the eigenvalue mask in the τ solve; ``mask_evals`` replaces Λ in it (e.g. jittered
         eigenvalues, :mod:`niso_geom.niso.extras`).
     mask_width, method, eps, compute_dtype : the τ solve (:func:`solve_edges`).
+    recon_dtype : opt-in reduced precision (e.g. ``torch.bfloat16``) for the predictions τ ẑ and
+        their synthesis Φ c, forward and backward (autocast); the projection, the τ solve and every
+        loss term stay in the latents' dtype. None: the latents' dtype throughout.
     """
     targets = latents if targets is None else targets
     if len(targets) != len(latents):
@@ -145,17 +150,20 @@ def niso_objective(state: OperatorState, latents: Sequence[torch.Tensor], target
     # 3. each side of each edge predicted from the other: equivariance in the spectral domain
     preds, recon_targets, equiv_terms = [], [], []
     trains_equiv = torch.is_grad_enabled() and alpha != 0
+    reduced = functools.partial(_autocast, recon_dtype, coeffs[0])  # a fresh context per use
     for i, j, tau in edges:
-        to_j, to_i = tau @ coeffs[i], tau.mT @ coeffs[j]  # τ ẑ_i ≈ ẑ_j and τᵀ ẑ_j ≈ ẑ_i
+        with reduced():
+            to_j, to_i = tau @ coeffs[i], tau.mT @ coeffs[j]  # τ ẑ_i ≈ ẑ_j and τᵀ ẑ_j ≈ ẑ_i
         with torch.set_grad_enabled(trains_equiv):
-            equiv_terms.append(l1(coeffs[j], to_j) + l1(coeffs[i], to_i))
+            equiv_terms.append(l1(coeffs[j], to_j.to(coeffs[j].dtype)) + l1(coeffs[i], to_i.to(coeffs[i].dtype)))
         preds += [to_i, to_j]
         recon_targets += [targets[i], targets[j]]
     # 4. the predictions synthesized (after spectral dropout) and decoded in one call
     pred = torch.stack(preds)  # (2E, B, K, C)
     if keep is not None:
         pred = spectral_dropout(pred, keep=keep)
-    synth = unproject(state, pred)  # (2E, B, N, C)
+    with reduced():
+        synth = unproject(state, pred).to(latents[0].dtype)  # (2E, B, N, C)
     out = synth if decoder is None else decoder(synth.flatten(0, 1)).unflatten(0, synth.shape[:2])
     # unbind, not out[n]: indexing's backward would zero-fill a full (2E, B, N, C) gradient per view
     recon = sum(l1(t, o) for t, o in zip(recon_targets, out.unbind(0))) / len(edges)
@@ -163,6 +171,13 @@ def niso_objective(state: OperatorState, latents: Sequence[torch.Tensor], target
     mult = multiplicity_loss(state.evals)
     loss = recon + alpha * equiv + beta * mult if alpha != 0 else recon + beta * mult
     return NIsoOutput({"loss": loss, "recon": recon, "equiv": equiv, "mult": mult}, coeffs, edges)
+
+
+def _autocast(dtype: torch.dtype | None, like: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``like``'s device for the prediction products; a no-op for None."""
+    if dtype is None or dtype == like.dtype:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=like.device.type, dtype=dtype)
 
 
 def niso_pair_loss(state: OperatorState, z0: torch.Tensor, tz0: torch.Tensor, beta: float = 0.5, *,

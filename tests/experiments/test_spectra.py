@@ -288,3 +288,13 @@ def test_a_run_folder_without_its_config_json_refuses_another_seed_and_keeps_its
         train(preset("tiny", "torus", steps=4, checkpoint_every=2, seed=5), tmp_path, progress=False)
     assert not (tmp_path / "config.json").exists()  # nothing written that would contradict the checkpoints
     assert "purity_mean" in train(cfg, tmp_path, progress=False)  # the right config still resumes
+
+
+def test_bfloat16_reconstruction_trains_the_tiny_torus_and_other_dtypes_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="recon_dtype must be float32 or bfloat16, got 'float16'"):
+        preset("tiny", "torus", recon_dtype="float16")
+    cfg = preset("tiny", "torus", steps=40, recon_dtype="bfloat16")
+    train(cfg, tmp_path / "bf16", progress=False)
+    losses = _losses(tmp_path / "bf16")
+    assert np.isfinite(losses).all() and np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10])
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["recon_dtype"] == "bfloat16"

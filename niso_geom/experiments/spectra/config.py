@@ -49,6 +49,7 @@ class SpectraConfig:
     checkpoint_every: int = 500
     seed: int = 0
     device: str = "auto"  # where training runs: auto | cpu | cuda (the evaluation runs on the CPU)
+    recon_dtype: str = "float32"  # float32 | bfloat16 (opt-in): dtype of τ ẑ and Φ c in training (docs/performance.md)
     preset: str = "custom"
     extras: TieBreakers = field(default_factory=TieBreakers)
 
@@ -66,6 +67,8 @@ class SpectraConfig:
         if not self.lr > 0 or not self.lr_end >= 0 or not self.beta >= 0:
             raise ValueError(f"need lr > 0, lr_end >= 0 and beta >= 0, got lr={self.lr}, lr_end={self.lr_end}, "
                              f"beta={self.beta}")
+        if self.recon_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"recon_dtype must be float32 or bfloat16, got {self.recon_dtype!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         try:

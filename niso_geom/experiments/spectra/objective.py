@@ -111,7 +111,8 @@ class SpectraObjective(Hook):
         out = niso_objective(state, [x, tx], beta=extras.beta(cfg.beta, self.step, cfg.steps),
                              keep=keep if _dropping(cfg, self.step) else None,
                              mask_evals=jittered_mask_evals(state.evals, jitter if jittered else None),
-                             mask_width=extras.mask_width, method=self.method)
+                             mask_width=extras.mask_width, method=self.method,
+                             recon_dtype=None if cfg.recon_dtype == "float32" else getattr(torch, cfg.recon_dtype))
         terms = out.terms
         if extras.decorrelation > 0:
             decor = decorrelation_term(state, out.coeffs, mask_width=extras.mask_width, signal_moment=self.moment)
