@@ -123,7 +123,7 @@ def _check_severity(args: argparse.Namespace) -> None:
 
 
 def _folder(args: argparse.Namespace) -> Path:
-    from niso_geom.data.cshrec11 import resolve_source, dataset_folder
+    from niso_geom.data.cshrec11 import dataset_folder, resolve_source
 
     _at_least(args, 0, "transforms")
     res = _grid_shape(args.res)

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from niso_geom.niso.isometry import iso_solve
 from niso_geom.niso.extras import decorrelation_loss, decorrelation_term, jittered_mask_evals
+from niso_geom.niso.isometry import iso_solve
 from niso_geom.niso.losses import l1, multiplicity_loss, niso_objective, niso_pair_loss, solve_edges
 from niso_geom.niso.operator import LearnedOperator, OperatorState, project, unproject
 
@@ -289,6 +289,7 @@ def test_bfloat16_reconstruction_is_opt_in_and_close_to_float32() -> None:
     same, g_same = run(torch.float32)  # the latents' own dtype: the float32 path itself
     half, g_half = run(torch.bfloat16)
     assert torch.equal(full.terms["loss"], same.terms["loss"])
+    assert all(torch.equal(a, b) for a, b in zip(g_same, g_full))
     assert all(t.dtype == torch.float32 and torch.isfinite(t) for t in half.terms.values())
     assert half.terms["recon"] != full.terms["recon"]  # the products did run in bfloat16
     torch.testing.assert_close(half.terms["recon"], full.terms["recon"], rtol=2e-2, atol=0)

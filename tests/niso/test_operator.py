@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from niso_geom.niso.operator import (
-    apply_left,
     LearnedOperator,
     OperatorState,
+    apply_left,
     dense_operator,
     m_orthonormalize,
     orthonormality_error,
