@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import statistics
 import time
@@ -147,8 +148,11 @@ def _peer_unproject(state, coeffs):
 
 def _peer_objective(state, latents, targets=None, *, alpha=0.0, beta=0.5, topology="pair", decoder=None,
                     keep=None, mask=True, mask_evals=None, mask_width=1.0, method="polar", eps=1e-12,
-                    compute_dtype=None):
-    """niso_objective of before, verbatim but for the names (per-view indexing out[n] of the stack)."""
+                    compute_dtype=None, recon_dtype=None):
+    """niso_objective of before, verbatim but for the names (per-view indexing out[n] of the stack);
+    ``recon_dtype`` is accepted and must be None (the step of before had no reduced precision)."""
+    if recon_dtype is not None:
+        raise ValueError("the peer step has no reduced-precision path")
     targets = latents if targets is None else targets
     coeffs = [_peer_project(state, z) for z in latents]
     evals = (state.evals if mask_evals is None else mask_evals) if mask else None
@@ -209,7 +213,8 @@ def _finite(op: torch.nn.Module) -> bool:
     return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in op.parameters())
 
 
-def time_config(cfg: SpectraConfig, steps: int, warm: int = 2, spread: float | None = None) -> dict:
+def time_config(cfg: SpectraConfig, steps: int, warm: int = 2, spread: float | None = None,
+                recon_dtype: str = "float32") -> dict:
     """Median ms per step (sampling included) of ours and of the peer, alternating, and their ratio."""
     problem = build_problem(cfg)
     moment = signal_moment(problem, cfg)
@@ -221,7 +226,8 @@ def time_config(cfg: SpectraConfig, steps: int, warm: int = 2, spread: float | N
         op = copy.deepcopy(base)
         op.method = method
         opt = make_optimizer(operator_param_groups(op, cfg), lr=cfg.lr)
-        objective = SpectraObjective(cfg, moment, method=method)
+        side_cfg = dataclasses.replace(cfg, recon_dtype=recon_dtype) if name == "ours" else cfg
+        objective = SpectraObjective(side_cfg, moment, method=method)
         objective.on_fit_start(op, opt)
         sides[name] = {"op": op, "opt": opt, "objective": objective, "batches": source(problem, cfg),
                        "times": [], "sample": [], "nonfinite": 0}
@@ -248,7 +254,7 @@ def time_config(cfg: SpectraConfig, steps: int, warm: int = 2, spread: float | N
     med = {n: 1e3 * statistics.median(s["times"]) for n, s in sides.items()}
     ratios = [a / b for a, b in zip(sides["ours"]["times"], sides["peer"]["times"])]
     return {"n": problem.domain.n, "k": cfg.k, "batch": cfg.batch, "channels": cfg.channels,
-            "spread": spread, "ours_ms": med["ours"], "peer_ms": med["peer"],
+            "spread": spread, "recon_dtype": recon_dtype, "ours_ms": med["ours"], "peer_ms": med["peer"],
             "ratio": med["ours"] / med["peer"], "ratio_iqr": [float(np.percentile(ratios, 25)),
                                                           float(np.percentile(ratios, 75))],
             "ours_sample_ms": 1e3 * statistics.median(sides["ours"]["sample"]),
@@ -292,13 +298,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=8, help="timed steps per side and configuration")
     parser.add_argument("--spread", action="store_true", help="also the cpu torus step at the start and end of a run")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of ours")
+    parser.add_argument("--recon-dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="ours with the opt-in bfloat16 reconstruction (SpectraConfig.recon_dtype)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     rows = []
     with limit_threads(1):
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}", flush=True)
         for label, cfg, spread in configs(args.configs.split(","), args.spread):
-            r = time_config(cfg, args.steps, spread=spread)
+            r = time_config(cfg, args.steps, spread=spread, recon_dtype=args.recon_dtype)
             r["config"] = label
             rows.append(r)
             print(json.dumps(r), flush=True)
