@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/time_to_quality.py --domain torus            # cpu preset, evaluate every 250 steps
     python benchmarks/time_to_quality.py --domain sphere --every 250 --json out.json
+    python benchmarks/time_to_quality.py --domain torus --recon-dtype bfloat16   # the opt-in bf16 path
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--every", type=int, default=250, help="evaluate every this many updates")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recon-dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="the reconstruction path's precision (SpectraConfig.recon_dtype)")
     parser.add_argument("--json", default=None, help="write the result here")
     args = parser.parse_args(argv)
-    cfg = preset(args.preset, args.domain, seed=args.seed)
+    cfg = dataclasses.replace(preset(args.preset, args.domain, seed=args.seed), recon_dtype=args.recon_dtype)
     with limit_threads(1), tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(cfg.seed)
         problem = build_problem(cfg)
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                 out_dir=tmp, resume=False, config=cfg.identity())
         except TargetsReached:
             pass
-    result = {"domain": args.domain, "preset": args.preset, "seed": args.seed, "targets": TARGETS[args.domain],
+    result = {"domain": args.domain, "preset": args.preset, "seed": args.seed,
+              "recon_dtype": args.recon_dtype, "targets": TARGETS[args.domain],
               "reached": probe.reached, "history": probe.history}
     print("reached:", json.dumps(probe.reached))
     if args.json:
