@@ -77,6 +77,23 @@ def test_e3nn_classifier_is_invariant_to_rotations_of_its_sh_input(rng):
     assert float((net(torch.einsum("ij,bjc->bic", Q, c)) - out).detach().abs().max()) > 1e-4
 
 
+def test_e3nn_classifier_keeps_its_activations_at_unit_scale_through_depth(rng):
+    # each tensor square raises the scale to a power; the equivariant normalization after every
+    # block keeps the invariant scalars O(1) at initialization, so the logits start near ln(classes)
+    lmax, channels = 4, 3
+    torch.manual_seed(0)
+    net = E3nnSHClassifier(channels, lmax, 5, mul=8, lmax_hidden=3, layers=3, mlp_hidden=16)
+    c = torch.from_numpy(3.0 * rng.standard_normal((64, num_harmonics(lmax), channels))).float()
+    net.fit_scale(c)
+    with torch.no_grad():
+        scalars = net.invariants(c)
+    assert torch.isfinite(scalars).all()
+    assert float(scalars.square().mean().sqrt()) < 3.0
+    net.eval()  # running statistics: still finite and invariant (checked above for the batch statistics)
+    with torch.no_grad():
+        assert torch.isfinite(net(c)).all()
+
+
 def test_cnn_and_autoencoder_heads_shapes():
     torch.manual_seed(0)
     cnn = SphereCNN(4, (16, 32), (4, 8, 8), (1, 1, 1), 8, 3, lift=4, width=8)
