@@ -21,6 +21,7 @@ Usage::
     python benchmarks/step_speed.py                         # official + 8x8, 8 timed steps each
     python benchmarks/step_speed.py --steps 12 --spread     # also start vs end of a run
     python benchmarks/step_speed.py --configs official --profile   # torch.profiler table of ours
+    python benchmarks/step_speed.py --compile --warm 3        # ours through torch.compile (compiled while warming up)
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from niso_geom.experiments.spectra.config import SpectraConfig
 from niso_geom.geometry.quadrature import gauss_legendre
 from niso_geom.harmonics.sphere import angles_to_xyz, real_sph_harm
 from niso_geom.harmonics.wigner import random_rotation
+from niso_geom.niso.operator import spectral_dropout
 from niso_geom.runio import write_json
 from niso_geom.threads import limit_threads
 from niso_geom.train import make_optimizer
@@ -168,7 +170,7 @@ def _peer_objective(state, latents, targets=None, *, alpha=0.0, beta=0.5, topolo
         recon_targets += [targets[i], targets[j]]
     pred = torch.stack(preds)
     if keep is not None:
-        pred = losses_module.spectral_dropout(pred, keep=keep)
+        pred = spectral_dropout(pred, keep=keep)
     synth = _peer_unproject(state, pred)
     out = synth if decoder is None else decoder(synth.flatten(0, 1)).unflatten(0, synth.shape[:2])
     recon = sum(losses_module.l1(t, out[n]) for n, t in enumerate(recon_targets)) / len(edges)
@@ -214,8 +216,12 @@ def _finite(op: torch.nn.Module) -> bool:
 
 
 def time_config(cfg: SpectraConfig, steps: int, warm: int = 2, spread: float | None = None,
-                recon_dtype: str = "float32") -> dict:
-    """Median ms per step (sampling included) of ours and of the peer, alternating, and their ratio."""
+                recon_dtype: str = "float32", compile: bool = False) -> dict:
+    """Median ms per step (sampling included) of ours and of the peer, alternating, and their ratio.
+
+    ``compile``: ours runs its objective through ``torch.compile`` (as ``niso spectra --compile``);
+    the compilation happens in the untimed warm-up steps.
+    """
     problem = build_problem(cfg)
     moment = signal_moment(problem, cfg)
     base = make_operator(cfg, problem.domain.n)
@@ -229,7 +235,8 @@ def time_config(cfg: SpectraConfig, steps: int, warm: int = 2, spread: float | N
         side_cfg = dataclasses.replace(cfg, recon_dtype=recon_dtype) if name == "ours" else cfg
         objective = SpectraObjective(side_cfg, moment, method=method)
         objective.on_fit_start(op, opt)
-        sides[name] = {"op": op, "opt": opt, "objective": objective, "batches": source(problem, cfg),
+        loss_fn = torch.compile(objective.__call__) if compile and name == "ours" else objective
+        sides[name] = {"op": op, "opt": opt, "objective": objective, "loss_fn": loss_fn, "batches": source(problem, cfg),
                        "times": [], "sample": [], "nonfinite": 0}
     for step in range(steps + warm):
         for name, s in sides.items():
@@ -242,7 +249,7 @@ def time_config(cfg: SpectraConfig, steps: int, warm: int = 2, spread: float | N
                 batch = s["batches"]()
                 t1 = time.perf_counter()
                 s["opt"].zero_grad(set_to_none=True)
-                s["objective"](s["op"], batch)["loss"].backward()
+                s["loss_fn"](s["op"], batch)["loss"].backward()
                 if _finite(s["op"]):
                     s["opt"].step()
                 else:
@@ -254,7 +261,7 @@ def time_config(cfg: SpectraConfig, steps: int, warm: int = 2, spread: float | N
     med = {n: 1e3 * statistics.median(s["times"]) for n, s in sides.items()}
     ratios = [a / b for a, b in zip(sides["ours"]["times"], sides["peer"]["times"])]
     return {"n": problem.domain.n, "k": cfg.k, "batch": cfg.batch, "channels": cfg.channels,
-            "spread": spread, "recon_dtype": recon_dtype, "ours_ms": med["ours"], "peer_ms": med["peer"],
+            "spread": spread, "recon_dtype": recon_dtype, "compile": compile, "ours_ms": med["ours"], "peer_ms": med["peer"],
             "ratio": med["ours"] / med["peer"], "ratio_iqr": [float(np.percentile(ratios, 25)),
                                                           float(np.percentile(ratios, 75))],
             "ours_sample_ms": 1e3 * statistics.median(sides["ours"]["sample"]),
@@ -300,13 +307,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of ours")
     parser.add_argument("--recon-dtype", default="float32", choices=["float32", "bfloat16"],
                         help="ours with the opt-in bfloat16 reconstruction (SpectraConfig.recon_dtype)")
+    parser.add_argument("--compile", action="store_true",
+                        help="ours through torch.compile (compiled in the warm-up steps, which are not timed)")
+    parser.add_argument("--warm", type=int, default=2, help="untimed warm-up steps per side and configuration")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     rows = []
     with limit_threads(1):
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}", flush=True)
         for label, cfg, spread in configs(args.configs.split(","), args.spread):
-            r = time_config(cfg, args.steps, spread=spread, recon_dtype=args.recon_dtype)
+            r = time_config(cfg, args.steps, warm=args.warm, spread=spread, recon_dtype=args.recon_dtype,
+                            compile=args.compile)
             r["config"] = label
             rows.append(r)
             print(json.dumps(r), flush=True)

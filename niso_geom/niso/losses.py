@@ -32,7 +32,7 @@ import torch
 
 from niso_geom.niso.isometry import delta_mask, iso_solve_coeffs
 from niso_geom.niso.linalg import DEFAULT_EPS, ProcrustesMethod
-from niso_geom.niso.operator import OperatorState, project, spectral_dropout, unproject
+from niso_geom.niso.operator import OperatorState, project, synthesize_truncated, unproject
 
 __all__ = [
     "Edge",
@@ -160,10 +160,9 @@ def niso_objective(state: OperatorState, latents: Sequence[torch.Tensor], target
         recon_targets += [targets[i], targets[j]]
     # 4. the predictions synthesized (after spectral dropout) and decoded in one call
     pred = torch.stack(preds)  # (2E, B, K, C)
-    if keep is not None:
-        pred = spectral_dropout(pred, keep=keep)
-    with reduced():
-        synth = unproject(state, pred).to(latents[0].dtype)  # (2E, B, N, C)
+    with reduced():  # spectral dropout folded into Φ's columns (synthesize_truncated)
+        synth = unproject(state, pred) if keep is None else synthesize_truncated(state, pred, keep)
+        synth = synth.to(latents[0].dtype)  # (2E, B, N, C)
     out = synth if decoder is None else decoder(synth.flatten(0, 1)).unflatten(0, synth.shape[:2])
     # unbind, not out[n]: indexing's backward would zero-fill a full (2E, B, N, C) gradient per view
     recon = sum(l1(t, o) for t, o in zip(recon_targets, out.unbind(0))) / len(edges)

@@ -34,6 +34,7 @@ __all__ = [
     "project_moment",
     "sample_truncation",
     "spectral_dropout",
+    "synthesize_truncated",
     "unproject",
 ]
 
@@ -114,8 +115,13 @@ def apply_left(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def project(state: OperatorState, x: torch.Tensor) -> torch.Tensor:
-    """Spectral coefficients ``Φᵀ M x``: x (..., N, C) -> (..., K, C)."""
-    return apply_left(state.phi.mT, state.mass.unsqueeze(-1) * x)
+    """Spectral coefficients ``Φᵀ M x``: x (..., N, C) -> (..., K, C).
+
+    Computed as ``(M Φ)ᵀ x``: the mass scales the (N, K) basis, not the (..., N, C) stack, which
+    saves an elementwise product of the stack forward and one backward (the mass gradient).
+    Equal to ``Φᵀ (M x)`` up to float rounding.
+    """
+    return apply_left((state.mass.unsqueeze(-1) * state.phi).mT, x)
 
 
 def project_moment(state: OperatorState, moment: torch.Tensor) -> torch.Tensor:
@@ -129,6 +135,25 @@ def unproject(state: OperatorState, coeffs: torch.Tensor) -> torch.Tensor:
     k = coeffs.shape[-2]
     phi = state.phi if k == state.k else state.phi[:, :k]
     return apply_left(phi, coeffs)
+
+
+def synthesize_truncated(state: OperatorState, coeffs: torch.Tensor, keep: int | torch.Tensor) -> torch.Tensor:
+    """Synthesis after spectral dropout, ``Φ (m ⊙ c)`` with m the rows below ``keep``:
+    coeffs (..., B, K, C), keep an int or a (B,) tensor -> (..., B, N, C).
+
+    The 0/1 truncation is applied to the columns of Φ ((B, N, K), small) instead of the stack of
+    coefficients (large), forward and backward. The same products as
+    ``unproject(state, spectral_dropout(coeffs, keep=keep))`` (multiplying by 0 or 1 is exact);
+    Φ's gradient is summed in another order, a rounding-level difference.
+    """
+    k = coeffs.shape[-2]
+    keep = torch.as_tensor(keep, device=coeffs.device)
+    mask = (torch.arange(k, device=coeffs.device) < keep.unsqueeze(-1)).to(state.phi.dtype)  # (K,) or (B, K)
+    phi = state.phi if k == state.k else state.phi[:, :k]
+    phi_kept = phi * mask.unsqueeze(-2)  # (N, K) or (B, N, K)
+    if phi_kept.dim() == 2:
+        return apply_left(phi_kept, coeffs)
+    return torch.matmul(phi_kept, coeffs)
 
 
 def dense_operator(state: OperatorState, kind: Literal["stiffness", "plain", "laplacian"] = "stiffness"

@@ -15,6 +15,7 @@ from niso_geom.niso.operator import (
     project,
     sample_truncation,
     spectral_dropout,
+    synthesize_truncated,
     unproject,
 )
 
@@ -210,3 +211,44 @@ def test_apply_left_is_the_matmul(shape: tuple[int, ...]) -> None:
     for mine, theirs in zip(torch.autograd.grad(ours, (a, x), g), torch.autograd.grad(ref, (a, x), g)):
         torch.testing.assert_close(mine, theirs)
     torch.testing.assert_close(apply_left(a.mT.contiguous().mT, x), ref)  # a strided a, as Φᵀ is
+
+
+@pytest.mark.parametrize("keep", ["int", "per_sample"])
+def test_truncated_synthesis_is_dropout_then_synthesis(keep: str) -> None:
+    # the truncation folded into Φ's columns: the same values and gradients (float64) as masking
+    # the coefficient stack first, for an int and a per-sample (B,) truncation, K' < K rows too
+    gen = torch.Generator().manual_seed(1)
+    op = _operator(12, 8)
+    b, c = 3, 5
+    keep_v = 5 if keep == "int" else torch.tensor([1, 8, 4])
+    for rows in (8, 6):
+        coeffs = torch.randn(2, b, rows, c, generator=gen, dtype=F64, requires_grad=True)
+        ours = synthesize_truncated(op(), coeffs, keep_v)
+        ref = unproject(op(), spectral_dropout(coeffs, keep=keep_v))  # its own graph of the state
+        assert ours.shape == ref.shape == (2, b, 12, c)
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+        g = torch.randn(ours.shape, generator=gen, dtype=F64)
+        params = [coeffs, *op.parameters()]
+        for mine, theirs in zip(torch.autograd.grad(ours, params, g, allow_unused=True),
+                                torch.autograd.grad(ref, params, g, allow_unused=True)):
+            if theirs is None:
+                assert mine is None or not mine.abs().any()
+            else:
+                torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_project_scales_the_basis_not_the_stack() -> None:
+    # (M Φ)ᵀ x against Φᵀ (M x): equal (float64), values and gradients
+    gen = torch.Generator().manual_seed(2)
+    op = _operator(12, 8)
+    x = torch.randn(2, 3, 12, 5, generator=gen, dtype=F64, requires_grad=True)
+    ours = project(op(), x)
+    state = op()  # its own graph
+    ref = state.phi.mT @ (state.mass.unsqueeze(-1) * x)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn(ours.shape, generator=gen, dtype=F64)
+    params = [x, *op.parameters()]
+    for mine, theirs in zip(torch.autograd.grad(ours, params, g, allow_unused=True),
+                            torch.autograd.grad(ref, params, g, allow_unused=True)):
+        if theirs is not None:
+            torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
