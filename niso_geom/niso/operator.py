@@ -35,6 +35,7 @@ __all__ = [
     "sample_truncation",
     "spectral_dropout",
     "synthesize_truncated",
+    "truncation_mask",
     "unproject",
 ]
 
@@ -121,20 +122,18 @@ def project(state: OperatorState, x: torch.Tensor) -> torch.Tensor:
     saves an elementwise product of the stack forward and one backward (the mass gradient).
     Equal to ``Φᵀ (M x)`` up to float rounding.
     """
-    return apply_left((state.mass.unsqueeze(-1) * state.phi).mT, x)
+    return apply_left(_mass_basis(state).mT, x)
 
 
 def project_moment(state: OperatorState, moment: torch.Tensor) -> torch.Tensor:
     """Second moments of the coefficients, ``Φᵀ M Σ M Φ`` (K, K), from those of the signals Σ (N, N)."""
-    mphi = state.mass.unsqueeze(-1) * state.phi
+    mphi = _mass_basis(state)
     return mphi.mT @ moment.to(mphi) @ mphi
 
 
 def unproject(state: OperatorState, coeffs: torch.Tensor) -> torch.Tensor:
     """Synthesis ``Φ c``: coeffs (..., K, C) -> (..., N, C). ``K' < K`` rows use the lowest K'."""
-    k = coeffs.shape[-2]
-    phi = state.phi if k == state.k else state.phi[:, :k]
-    return apply_left(phi, coeffs)
+    return apply_left(_lowest_basis(state, coeffs.shape[-2]), coeffs)
 
 
 def synthesize_truncated(state: OperatorState, coeffs: torch.Tensor, keep: int | torch.Tensor) -> torch.Tensor:
@@ -147,13 +146,21 @@ def synthesize_truncated(state: OperatorState, coeffs: torch.Tensor, keep: int |
     Φ's gradient is summed in another order, a rounding-level difference.
     """
     k = coeffs.shape[-2]
-    keep = torch.as_tensor(keep, device=coeffs.device)
-    mask = (torch.arange(k, device=coeffs.device) < keep.unsqueeze(-1)).to(state.phi.dtype)  # (K,) or (B, K)
-    phi = state.phi if k == state.k else state.phi[:, :k]
-    phi_kept = phi * mask.unsqueeze(-2)  # (N, K) or (B, N, K)
+    mask = truncation_mask(k, keep, coeffs.device).to(state.phi.dtype)  # (K,) or (B, K)
+    phi_kept = _lowest_basis(state, k) * mask.unsqueeze(-2)  # (N, K) or (B, N, K)
     if phi_kept.dim() == 2:
         return apply_left(phi_kept, coeffs)
     return torch.matmul(phi_kept, coeffs)
+
+
+def _mass_basis(state: OperatorState) -> torch.Tensor:
+    """``M Φ`` (N, K): the basis scaled by the mass."""
+    return state.mass.unsqueeze(-1) * state.phi
+
+
+def _lowest_basis(state: OperatorState, k: int) -> torch.Tensor:
+    """The ``k`` lowest eigenvectors Φ[:, :k] (N, k); Φ itself when k = K."""
+    return state.phi if k == state.k else state.phi[:, :k]
 
 
 def dense_operator(state: OperatorState, kind: Literal["stiffness", "plain", "laplacian"] = "stiffness"
@@ -170,7 +177,7 @@ def dense_operator(state: OperatorState, kind: Literal["stiffness", "plain", "la
     if kind == "laplacian":
         return phi_l @ (state.phi * state.mass.unsqueeze(-1)).mT
     if kind == "stiffness":
-        mphi = state.mass.unsqueeze(-1) * state.phi
+        mphi = _mass_basis(state)
         return (state.mass.unsqueeze(-1) * phi_l) @ mphi.mT
     raise ValueError(f"kind must be 'stiffness', 'plain' or 'laplacian', got {kind!r}")
 
@@ -208,10 +215,14 @@ def spectral_dropout(coeffs: torch.Tensor, *, keep: int | torch.Tensor | None = 
         size = tuple(coeffs.shape[:-2]) if per_sample else ()
         gen_device = generator.device if generator is not None else coeffs.device
         keep = sample_truncation(k, size=size, generator=generator, device=gen_device).to(coeffs.device)
-    keep = torch.as_tensor(keep, device=coeffs.device)
-    rows = torch.arange(k, device=coeffs.device)
-    mask = rows < keep.unsqueeze(-1)  # (..., K)
+    mask = truncation_mask(k, keep, coeffs.device)  # (..., K)
     return coeffs * mask.unsqueeze(-1).to(coeffs.dtype)
+
+
+def truncation_mask(k: int, keep: int | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """Boolean mask of the lowest ``keep`` of ``k`` rows: keep an int or a tensor (...,) -> (..., k)."""
+    keep = torch.as_tensor(keep, device=device)
+    return torch.arange(k, device=device) < keep.unsqueeze(-1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_e3nn_classifier_keeps_its_activations_at_unit_scale_through_depth(rng):
         scalars = net.invariants(c)
     assert torch.isfinite(scalars).all()
     assert float(scalars.square().mean().sqrt()) < 3.0
-    net.eval()  # running statistics: still finite and invariant (checked above for the batch statistics)
+    net.eval()  # running statistics instead of the batch's: still finite
     with torch.no_grad():
         assert torch.isfinite(net(c)).all()
 
